@@ -1,0 +1,20 @@
+"""Errors a user can fix. Each message is one line naming the thing and the fix."""
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "DataError", "DatabaseError", "RetcoreError"]
+
+
+class RetcoreError(Exception):
+    """Base class: a problem with the user's input, shown without a traceback."""
+
+
+class DataError(RetcoreError):
+    """A dataset, image, manifest or mask problem."""
+
+
+class CheckpointError(RetcoreError):
+    """A model checkpoint that is missing, unreadable or of the wrong architecture."""
+
+
+class DatabaseError(RetcoreError):
+    """The results database is missing, locked, or of an unknown schema."""

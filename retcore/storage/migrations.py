@@ -1,0 +1,152 @@
+"""Ordered schema migrations. Only jobs run them (through :func:`migrate`).
+
+Each migration is a list of SQL statements applied in one transaction together
+with the ``schema_version`` row that records it, so a database is always at a
+whole version. Column names of ``runs``, ``images``, ``predictions``,
+``epochs``, ``metrics`` and ``ingest_errors`` are a public interface.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from retcore.errors import DatabaseError
+from retcore.storage.db import transaction
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_version", "migrate"]
+
+_V1 = [
+    """CREATE TABLE datasets (
+        dataset_id VARCHAR PRIMARY KEY,
+        root VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        classes VARCHAR[] NOT NULL,
+        n_images INTEGER,
+        registered_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE images (
+        image_id VARCHAR PRIMARY KEY,
+        dataset_id VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        sha256 VARCHAR,
+        label VARCHAR NOT NULL,
+        split VARCHAR,
+        patient_id VARCHAR,
+        eye VARCHAR,
+        width INTEGER,
+        height INTEGER,
+        mask_path VARCHAR,
+        duplicate_of VARCHAR,
+        conflicting_label BOOLEAN DEFAULT false,
+        gt_disc_x DOUBLE,
+        gt_disc_y DOUBLE,
+        gt_disc_r DOUBLE,
+        extra JSON
+    )""",
+    """CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY,
+        job VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        heartbeat_at TIMESTAMP,
+        progress DOUBLE,
+        progress_note VARCHAR,
+        parent_run_id VARCHAR,
+        config JSON,
+        command VARCHAR,
+        model VARCHAR,
+        checkpoint VARCHAR,
+        dataset_id VARCHAR,
+        code_version VARCHAR,
+        package_versions JSON,
+        seed INTEGER,
+        out_dir VARCHAR,
+        error VARCHAR
+    )""",
+    """CREATE TABLE epochs (
+        run_id VARCHAR NOT NULL,
+        epoch INTEGER NOT NULL,
+        train_loss DOUBLE,
+        val_loss DOUBLE,
+        lr DOUBLE,
+        val_accuracy DOUBLE,
+        val_macro_f1 DOUBLE,
+        val_macro_auroc DOUBLE,
+        val_kappa DOUBLE,
+        val_score DOUBLE,
+        is_best BOOLEAN,
+        seconds DOUBLE,
+        PRIMARY KEY (run_id, epoch)
+    )""",
+    """CREATE TABLE predictions (
+        run_id VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        split VARCHAR,
+        label VARCHAR,
+        probs DOUBLE[] NOT NULL,
+        pred VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        correct BOOLEAN,
+        predict_run_id VARCHAR,
+        PRIMARY KEY (run_id, image_id)
+    )""",
+    """CREATE TABLE metrics (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        class_name VARCHAR NOT NULL DEFAULT '',
+        value DOUBLE,
+        PRIMARY KEY (run_id, split, metric, class_name)
+    )""",
+    """CREATE TABLE confusion (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        true_label VARCHAR NOT NULL,
+        pred_label VARCHAR NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (run_id, split, true_label, pred_label)
+    )""",
+    """CREATE TABLE ingest_errors (
+        path VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        run_id VARCHAR,
+        dataset_id VARCHAR,
+        recorded_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """Schema version of the open database (0 when it has no schema yet)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply the missing migrations in order; return the resulting version.
+
+    A database newer than this code raises ``DatabaseError`` (upgrade retcore).
+    """
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+        "applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"database schema v{version} is newer than this retcore (v{SCHEMA_VERSION}); upgrade retcore"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        with transaction(con):
+            for statement in MIGRATIONS[number - 1]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [number])
+    return SCHEMA_VERSION

@@ -1,0 +1,142 @@
+"""Writes jobs make: datasets and images, ingest errors, epochs, predictions, metrics.
+
+Each function opens its own short connection and writes in one transaction,
+so a killed job leaves either all of a call's rows or none of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retcore.storage.db import connect, transaction
+
+__all__ = [
+    "image_id_for",
+    "write_epoch",
+    "write_ingest_errors",
+    "write_metrics",
+    "write_predictions",
+    "register_dataset",
+]
+
+DB = str | os.PathLike[str] | None
+
+
+def image_id_for(dataset_id: str, path: str, root: str) -> str:
+    """Stable image id: a hash of the dataset id and the path relative to its root."""
+    try:
+        rel = os.path.relpath(path, root)
+    except ValueError:
+        rel = path
+    return hashlib.sha1(f"{dataset_id}/{rel}".encode()).hexdigest()[:16]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def register_dataset(
+    db: DB,
+    *,
+    dataset_id: str,
+    root: str,
+    kind: str,
+    classes: Sequence[str],
+    images: pd.DataFrame,
+) -> None:
+    """Insert or refresh a dataset and its images.
+
+    ``images`` has columns ``image_id, path, sha256, label, split, patient_id,
+    eye, width, height, mask_path, duplicate_of, conflicting_label`` and
+    optionally ``gt_disc_x, gt_disc_y, gt_disc_r`` and ``extra`` (dict).
+    """
+    frame = images.copy()
+    for col in ("gt_disc_x", "gt_disc_y", "gt_disc_r", "mask_path", "duplicate_of", "patient_id", "eye",
+                "split", "sha256", "width", "height"):
+        if col not in frame:
+            frame[col] = None
+    if "conflicting_label" not in frame:
+        frame["conflicting_label"] = False
+    frame["extra"] = [json.dumps({k: _json_safe(v) for k, v in (e or {}).items()}) for e in
+                      frame.get("extra", [None] * len(frame))]
+    frame["dataset_id"] = dataset_id
+    columns = ["image_id", "dataset_id", "path", "sha256", "label", "split", "patient_id", "eye", "width",
+               "height", "mask_path", "duplicate_of", "conflicting_label", "gt_disc_x", "gt_disc_y",
+               "gt_disc_r", "extra"]
+    frame = frame[columns]
+    with connect(db) as con, transaction(con):
+        con.execute(
+            "INSERT OR REPLACE INTO datasets (dataset_id, root, kind, classes, n_images) VALUES (?, ?, ?, ?, ?)",
+            [dataset_id, root, kind, list(classes), len(frame)],
+        )
+        con.register("new_images", frame)
+        con.execute(f"INSERT OR REPLACE INTO images ({', '.join(columns)}) SELECT {', '.join(columns)} FROM new_images")
+        con.unregister("new_images")
+
+
+def write_ingest_errors(db: DB, errors: Sequence[tuple[str, str]], *, run_id: str, dataset_id: str) -> None:
+    """Record skipped files as ``(path, reason)`` rows for this run."""
+    if not errors:
+        return
+    with connect(db) as con, transaction(con):
+        con.executemany(
+            "INSERT INTO ingest_errors (path, reason, run_id, dataset_id) VALUES (?, ?, ?, ?)",
+            [(str(p), r, run_id, dataset_id) for p, r in errors],
+        )
+
+
+def write_epoch(db: DB, run_id: str, row: dict[str, Any]) -> None:
+    """Insert or replace one ``epochs`` row (keys are column names)."""
+    row = {"run_id": run_id, **{k: _json_safe(v) for k, v in row.items()}}
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    with connect(db) as con, transaction(con):
+        con.execute(f"INSERT OR REPLACE INTO epochs ({names}) VALUES ({marks})", list(row.values()))
+
+
+def write_predictions(db: DB, run_id: str, split: str, frame: pd.DataFrame, *, predict_run_id: str) -> None:
+    """Replace this run's predictions on ``split`` with ``frame``.
+
+    ``frame`` columns: ``image_id, label, probs (list[float]), pred, confidence, correct``.
+    """
+    frame = frame.assign(run_id=run_id, split=split, predict_run_id=predict_run_id)
+    cols = ["run_id", "image_id", "split", "label", "probs", "pred", "confidence", "correct", "predict_run_id"]
+    with connect(db) as con, transaction(con):
+        con.execute("DELETE FROM predictions WHERE run_id = ? AND split = ?", [run_id, split])
+        con.register("new_predictions", frame[cols])
+        con.execute(f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                    "FROM new_predictions")
+        con.unregister("new_predictions")
+
+
+def write_metrics(
+    db: DB, run_id: str, split: str, rows: Sequence[tuple[str, str, float]],
+    confusion: np.ndarray | None = None, class_names: Sequence[str] | None = None,
+) -> None:
+    """Replace the metrics (``(metric, class_name, value)``) and confusion matrix of a run/split."""
+    with connect(db) as con, transaction(con):
+        con.execute("DELETE FROM metrics WHERE run_id = ? AND split = ?", [run_id, split])
+        con.executemany(
+            "INSERT INTO metrics (run_id, split, metric, class_name, value) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, split, m, c, _json_safe(float(v))) for m, c, v in rows],
+        )
+        if confusion is not None and class_names is not None:
+            con.execute("DELETE FROM confusion WHERE run_id = ? AND split = ?", [run_id, split])
+            con.executemany(
+                "INSERT INTO confusion (run_id, split, true_label, pred_label, count) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, split, t, p, int(confusion[i, j]))
+                 for i, t in enumerate(class_names) for j, p in enumerate(class_names)],
+            )
+
