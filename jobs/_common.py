@@ -1,0 +1,71 @@
+"""Shared plumbing for the CLI jobs: options, one-line errors, the command line."""
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from retcore.errors import RetcoreError
+
+__all__ = ["DbOption", "ResultsOption", "command_line", "friendly_errors", "results_dir"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Results database (default: $RETCORE_DB or ./results.duckdb).", show_default=False),
+]
+ResultsOption = Annotated[
+    Path | None,
+    typer.Option("--results", help="Folder for checkpoints and heatmaps (default: results/ next to the database).",
+                 show_default=False),
+]
+
+
+def results_dir(db: Path | None, results: Path | None) -> Path:
+    """Where run artefacts go: ``--results`` or ``results/`` beside the database."""
+    if results is not None:
+        return results
+    from retcore.storage import resolve_db_path
+
+    return resolve_db_path(db).resolve().parent / "results"
+
+
+def command_line() -> str:
+    """The command as the user typed it, for the ``runs.command`` column."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("__main__.py", ".py")):
+        return " ".join(["python -m", "jobs." + Path(argv[0]).stem, *map(shlex.quote, argv[1:])])
+    return " ".join(["retcore", *map(shlex.quote, argv[1:])]) if argv else "retcore"
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn :class:`RetcoreError` into ``error: <one line>`` and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RetcoreError as exc:
+            typer.secho(f"error: {str(exc).splitlines()[0]}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted: the run is marked failed; rerun with --resume to continue",
+                        err=True, fg=typer.colors.YELLOW)
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def set_threads() -> None:
+    """Use every core for torch intra-op work unless the user set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(max(os.cpu_count() or 1, 1))

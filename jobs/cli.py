@@ -1,0 +1,22 @@
+"""The ``retcore`` command: one subcommand per job."""
+from __future__ import annotations
+
+import typer
+
+from jobs import dashboard, demo_data, finetune, pipeline, predict
+
+app = typer.Typer(
+    name="retcore",
+    help="Interpretable retinal-disease classification: fine-tune, predict, explain, and browse the results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("demo-data")(demo_data.main)
+app.command("finetune")(finetune.main)
+app.command("predict")(predict.main)
+app.command("pipeline")(pipeline.main)
+app.command("dashboard")(dashboard.main)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,176 @@
+"""``retcore finetune``: fine-tune a ViT (RETFound recipe) and record the run.
+
+Writes the run, its dataset and images, skipped files, one ``epochs`` row per
+epoch and the validation metrics of the best checkpoint. Checkpoints go to
+``results/runs/<run_id>/``; ``--resume RUN`` continues a killed run.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm.auto import tqdm
+
+from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir, set_threads
+from retcore.errors import DataError, RetcoreError
+from retcore.train.config import FinetuneConfig
+
+__all__ = ["main", "run_finetune"]
+
+
+def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, results: Path | None = None,
+                 run_id: str | None = None, resume: bool = False, strict: bool = False,
+                 val: float = 0.15, test: float = 0.15, split_seed: int = 0,
+                 patient_regex: str | None = None, command: str = "") -> str:
+    """Run one fine-tuning job end to end; return its run id."""
+    from torch.utils.data import Subset  # noqa: F401  (import torch lazily for a fast --help)
+
+    from jobs._dataset import prepare_dataset
+    from retcore.data import DEFAULT_PATIENT_REGEX, FundusDataset, build_eval_transform, build_train_transform
+    from retcore.models import create_model
+    from retcore.storage import connect
+    from retcore.storage.runs import new_run_id, open_db, record_run
+    from retcore.storage.writes import write_epoch, write_metrics
+    from retcore.train.finetune import fit
+
+    db_path = open_db(db)
+    if resume:
+        if run_id is None:
+            raise RetcoreError("--resume needs the run id: retcore finetune --resume RUN")
+        with connect(db_path, read_only=True) as con:
+            row = con.execute("SELECT config, out_dir FROM runs WHERE run_id = ? AND job = 'finetune'",
+                              [run_id]).fetchone()
+        if row is None:
+            raise RetcoreError(f"no finetune run {run_id} in {db_path}; list runs in the dashboard")
+        saved = json.loads(row[0])
+        cfg = FinetuneConfig.from_dict(saved["finetune"])
+        data = Path(saved["data"])
+        val, test, split_seed = saved["val"], saved["test"], saved["split_seed"]
+        patient_regex = saved["patient_regex"]
+        out_dir = Path(row[1])
+    else:
+        run_id = run_id or new_run_id("finetune")
+        out_dir = results_dir(db, results).resolve() / "runs" / run_id
+    patient_regex = patient_regex or DEFAULT_PATIENT_REGEX
+    config = {"finetune": cfg.to_dict(), "data": str(Path(data).resolve()), "val": val, "test": test,
+              "split_seed": split_seed, "patient_regex": patient_regex}
+
+    with record_run(db_path, "finetune", config=config, command=command, run_id=run_id, model=cfg.model,
+                    seed=cfg.seed, out_dir=str(out_dir)) as rec:
+        prepared = prepare_dataset(db_path, Path(data), run_id=run_id, val=val, test=test, split_seed=split_seed,
+                                   patient_regex=patient_regex, strict=strict,
+                                   include_conflicting=cfg.include_conflicting)
+        rec.update(dataset_id=prepared.dataset_id)
+        records = prepared.records
+        if cfg.eye != "both":
+            records = [r for r in records if r.eye == cfg.eye]
+        train = [r for r in records if r.split == "train"]
+        val_records = [r for r in records if r.split == "val"]
+        if not train or not val_records:
+            raise DataError(
+                f"{data} has {len(train)} training and {len(val_records)} validation images "
+                f"(eye={cfg.eye}); add images or change --val/--eye"
+            )
+        classes = prepared.classes
+        model = create_model(cfg.model, len(classes), checkpoint=cfg.checkpoint, global_pool=cfg.global_pool,
+                             img_size=cfg.img_size, drop_path=cfg.drop_path)
+        train_tf = build_train_transform(cfg.img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
+                                         scale=cfg.crop_scale)
+        eval_tf = build_eval_transform(cfg.img_size)
+        train_set = FundusDataset(train, classes, eval_tf if cfg.freeze_backbone else train_tf)
+        val_set = FundusDataset(val_records, classes, eval_tf)
+        tqdm.write(f"run {run_id}: {len(train)} train / {len(val_records)} val images, "
+                   f"{len(classes)} classes, model {cfg.model}, {cfg.epochs} epochs -> {out_dir}")
+
+        bar = tqdm(total=1000, desc="finetune", unit="‰", leave=True)
+
+        def on_progress(fraction: float, note: str) -> None:
+            bar.n = int(fraction * 1000)
+            bar.set_postfix_str(note, refresh=False)
+            bar.refresh()
+            rec.progress(fraction, note)
+
+        def on_epoch(result) -> None:
+            overall = result.report.overall if result.report else {}
+            write_epoch(db_path, run_id, {
+                "epoch": result.epoch, "train_loss": result.train_loss, "val_loss": result.val_loss,
+                "lr": result.lr, "val_accuracy": overall.get("accuracy"), "val_macro_f1": overall.get("macro_f1"),
+                "val_macro_auroc": overall.get("macro_auroc"), "val_kappa": overall.get("kappa"),
+                "val_score": result.score, "is_best": result.is_best, "seconds": result.seconds,
+            })
+            if result.is_best and result.report is not None:
+                write_metrics(db_path, run_id, "val", result.report.rows(), result.report.confusion, classes)
+            tqdm.write(f"epoch {result.epoch + 1}/{cfg.epochs} loss {result.train_loss:.4f} "
+                       f"val_acc {overall.get('accuracy', float('nan')):.3f} score {result.score:.3f}"
+                       + (" *" if result.is_best else ""))
+
+        meta = {"model": cfg.model, "num_classes": len(classes), "class_names": classes,
+                "img_size": cfg.img_size, "global_pool": cfg.global_pool, "run_id": run_id,
+                "dataset_id": prepared.dataset_id}
+        fitted = fit(model, train_set, val_set, classes, cfg, out_dir, meta=meta, resume=resume,
+                     on_epoch=on_epoch, on_progress=on_progress)
+        bar.close()
+        rec.update(checkpoint=str(fitted.best_checkpoint))
+        tqdm.write(f"best epoch {fitted.best_epoch + 1} score {fitted.best_score:.3f}: {fitted.best_checkpoint}")
+    return run_id
+
+
+@friendly_errors
+def main(
+    data: Annotated[Path | None, typer.Option(help="Class folders, split folders or a CSV manifest.")] = None,
+    model: Annotated[str, typer.Option(help="Model name (retfound_mae, retfound_dinov2, vit_base, demo, ...).")] = "retfound_mae",
+    checkpoint: Annotated[str | None, typer.Option(help="Pretrained weights: a .pth path or hub:<repo>.")] = None,
+    epochs: int = 50,
+    batch_size: int = 16,
+    blr: Annotated[float, typer.Option(help="Base lr; lr = blr * batch / 256.")] = 5e-3,
+    lr: Annotated[float | None, typer.Option(help="Absolute lr (overrides --blr).")] = None,
+    min_lr: float = 1e-6,
+    warmup_epochs: float = 10.0,
+    weight_decay: float = 0.05,
+    layer_decay: float = 0.65,
+    drop_path: float = 0.2,
+    smoothing: float = 0.1,
+    auto_augment: Annotated[str, typer.Option(help="timm RandAugment spec, or 'none'.")] = "rand-m9-mstd0.5-inc1",
+    re_prob: float = 0.25,
+    crop_scale_min: float = 0.08,
+    img_size: int = 224,
+    global_pool: Annotated[str, typer.Option(help="'avg' (RETFound) or 'token' (CLS head).")] = "avg",
+    eye: Annotated[str, typer.Option(help="left | right | both.")] = "both",
+    freeze_backbone: Annotated[bool, typer.Option(help="Linear probe on cached features (ViT-L on a CPU).")] = False,
+    include_conflicting: Annotated[bool, typer.Option(help="Train on duplicates whose labels disagree.")] = False,
+    seed: int = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the patient-grouped split.")] = 0,
+    val: Annotated[float, typer.Option(help="Validation share when the data has no split.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Test share when the data has no split.")] = 0.15,
+    patient_regex: Annotated[str | None, typer.Option(help="Regex with a (?P<patient>...) group.")] = None,
+    num_workers: int = 2,
+    device: str = "auto",
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad image instead of skipping it.")] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run (default: generated).")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue the run with this id from its last checkpoint.")] = None,
+    db: DbOption = None,
+    results: ResultsOption = None,
+) -> None:
+    """Fine-tune a ViT on a fundus dataset with the RETFound recipe."""
+    set_threads()
+    if eye not in ("left", "right", "both"):
+        raise RetcoreError(f"--eye {eye!r} is not one of left, right, both")
+    if data is None and resume is None:
+        raise RetcoreError("--data is required (a class-folder root, split-folder root or CSV manifest)")
+    cfg = FinetuneConfig(
+        model=model, checkpoint=checkpoint, img_size=img_size, global_pool=global_pool, epochs=epochs,
+        warmup_epochs=warmup_epochs, batch_size=batch_size, blr=blr, lr=lr, min_lr=min_lr,
+        weight_decay=weight_decay, layer_decay=layer_decay, drop_path=drop_path, smoothing=smoothing,
+        auto_augment=None if auto_augment.lower() == "none" else auto_augment, re_prob=re_prob,
+        crop_scale=(crop_scale_min, 1.0), eye=eye, freeze_backbone=freeze_backbone,
+        include_conflicting=include_conflicting, seed=seed, num_workers=num_workers, device=device,
+    )
+    run_finetune(cfg, data, db=db, results=results, run_id=resume or run_id, resume=resume is not None,
+                 strict=strict, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex,
+                 command=command_line())
+
+
+if __name__ == "__main__":
+    typer.run(main)

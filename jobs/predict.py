@@ -1,0 +1,99 @@
+"""``retcore predict``: probabilities, predicted class, confidence and correctness
+for every image of a split, plus the split's metrics and confusion matrix."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs._common import DbOption, command_line, friendly_errors, set_threads
+
+__all__ = ["main", "run_predict"]
+
+
+def _square(size: int | list[int]) -> int:
+    return int(size[0]) if isinstance(size, (list, tuple)) else int(size)
+
+
+def run_predict(run: str, split: str = "test", *, db: Path | None = None, batch_size: int = 32,
+                device: str = "auto", num_workers: int = 2, command: str = "") -> str:
+    """Predict ``split`` with the best checkpoint of finetune run ``run``; return the run id."""
+    import numpy as np
+    import pandas as pd
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from jobs._runs import find_trained_run, load_trained_model, run_images
+    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
+    from retcore.errors import DataError
+    from retcore.metrics import classification_report
+    from retcore.storage.runs import open_db, record_run
+    from retcore.storage.writes import write_metrics, write_predictions
+    from retcore.train.engine import predict_probs, resolve_device
+
+    db_path = open_db(db)
+    trained = find_trained_run(db_path, run)
+    eye = trained.config.get("finetune", {}).get("eye", "both")
+    images = run_images(db_path, trained.dataset_id, split, eye=eye)
+    if images.empty:
+        raise DataError(f"run {trained.run_id} has no {split!r} images (eye={eye}); pick --split train|val|test")
+    missing = [p for p in images["path"] if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} image files of split {split!r} are missing, e.g. {missing[0]}; "
+                        "restore the dataset folder")
+    config = {"run": trained.run_id, "split": split, "batch_size": batch_size, "device": device}
+    with record_run(db_path, "predict", config=config, command=command, parent_run_id=trained.run_id) as rec:
+        torch_device = resolve_device(device)
+        model, meta = load_trained_model(trained.checkpoint, device=str(torch_device))
+        classes = list(meta["class_names"])
+        records = [ImageRecord(path=p, label=l, split=s, patient_id=None, eye=e, mask_path=m)
+                   for p, l, s, e, m in images[["path", "label", "split", "eye", "mask_path"]].itertuples(index=False)]
+        dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"])))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        bar = tqdm(total=len(loader), desc=f"predict {split}", unit="batch")
+
+        def on_step(step: int) -> None:
+            bar.update(1)
+            rec.progress((step + 1) / len(loader), f"{split}: batch {step + 1}/{len(loader)}")
+
+        probs, labels, indices = predict_probs(model, loader, device=torch_device, on_step=on_step)
+        bar.close()
+        order = images.iloc[indices]
+        pred = probs.argmax(axis=1)
+        frame = pd.DataFrame({
+            "image_id": order["image_id"].to_numpy(),
+            "label": order["label"].to_numpy(),
+            "probs": [row.tolist() for row in probs],
+            "pred": [classes[i] for i in pred],
+            "confidence": probs.max(axis=1),
+            "correct": np.where(labels >= 0, pred == labels, None),
+        })
+        write_predictions(db_path, trained.run_id, split, frame, predict_run_id=rec.run_id)
+        known = labels >= 0
+        if known.any():
+            report = classification_report(labels[known], probs[known], classes)
+            write_metrics(db_path, trained.run_id, split, report.rows(), report.confusion, classes)
+            tqdm.write(f"{trained.run_id} {split}: accuracy {report.overall['accuracy']:.3f}, "
+                       f"macro F1 {report.overall['macro_f1']:.3f}, kappa {report.overall['kappa']:.3f} "
+                       f"({int(known.sum())} images)")
+    return trained.run_id
+
+
+@friendly_errors
+def main(
+    run: Annotated[str, typer.Option(help="Finetune run id, or 'latest'.")] = "latest",
+    split: Annotated[str, typer.Option(help="train | val | test.")] = "test",
+    batch_size: int = 32,
+    device: str = "auto",
+    num_workers: int = 2,
+    db: DbOption = None,
+) -> None:
+    """Predict every image of a split with a fine-tuned run and store metrics."""
+    set_threads()
+    run_predict(run, split, db=db, batch_size=batch_size, device=device, num_workers=num_workers,
+                command=command_line())
+
+
+if __name__ == "__main__":
+    typer.run(main)

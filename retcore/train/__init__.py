@@ -1,0 +1,1 @@
+"""Fine-tuning: optimiser parameter groups, schedules, training loop."""

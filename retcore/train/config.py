@@ -1,0 +1,67 @@
+"""Fine-tuning configuration (the RETFound recipe by default)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["FinetuneConfig"]
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that defines a fine-tuning run; stored as the run's config JSON.
+
+    Defaults follow RETFound's ``main_finetune.py``: AdamW, ``lr = blr * batch /
+    256`` with ``blr = 5e-3``, layer-wise lr decay 0.65, weight decay 0.05 (none
+    on 1-D parameters), drop path 0.2, 50 epochs with 10 warm-up epochs and a
+    half-cycle cosine to ``min_lr`` per iteration, label smoothing 0.1,
+    RandAugment ``rand-m9-mstd0.5-inc1``, random erasing 0.25, bf16 autocast on GPU.
+    """
+
+    model: str = "retfound_mae"
+    checkpoint: str | None = None
+    img_size: int = 224
+    global_pool: str = "avg"
+    epochs: int = 50
+    warmup_epochs: float = 10.0
+    batch_size: int = 16
+    accum_iter: int = 1
+    blr: float = 5e-3
+    lr: float | None = None
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float = 0.65
+    drop_path: float | None = 0.2
+    smoothing: float = 0.1
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"
+    re_prob: float = 0.25
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    eye: str = "both"
+    freeze_backbone: bool = False
+    include_conflicting: bool = False
+    seed: int = 0
+    num_workers: int = 2
+    device: str = "auto"
+    amp: bool = True
+    max_train_batches: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def effective_lr(self) -> float:
+        """Peak learning rate: ``lr`` if set, else ``blr * batch_size * accum_iter / 256``."""
+        return self.lr if self.lr is not None else self.blr * self.batch_size * self.accum_iter / 256
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        out = asdict(self)
+        out["crop_scale"] = list(self.crop_scale)
+        out["effective_lr"] = self.effective_lr()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FinetuneConfig":
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        names = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if "crop_scale" in kwargs:
+            kwargs["crop_scale"] = tuple(kwargs["crop_scale"])
+        return cls(**kwargs)

@@ -1,0 +1,110 @@
+"""Training and inference loops: one epoch of fine-tuning, batched prediction.
+
+Kept lean on purpose: per step it does exactly what a bare timm loop does
+(set lr, forward, loss, backward, optimizer step) and never synchronises with
+the device except once per epoch, so ``bench/train_step.py`` can hold it to
+within 10% of the bare loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+from retcore.train.schedule import set_lr
+
+__all__ = ["autocast", "predict_probs", "resolve_device", "train_one_epoch"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``'auto'`` -> CUDA when available else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager:
+    """bf16 autocast on CUDA when ``enabled``; a no-op on CPU (fp32 is faster there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    *,
+    lr_at: Callable[[float], float],
+    epoch: int,
+    steps_per_epoch: int,
+    device: torch.device,
+    amp: bool = True,
+    accum_iter: int = 1,
+    max_batches: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> float:
+    """Train one epoch; return the mean training loss.
+
+    ``batches`` yields ``(images (B,3,H,W), labels (B,), ...)``. The lr is set
+    every iteration from ``lr_at(epoch + step / steps_per_epoch)`` (fractional
+    epochs). Gradients are accumulated over ``accum_iter`` batches.
+    """
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    seen = 0
+    for step, (images, labels, *_) in enumerate(batches):
+        if max_batches is not None and step >= max_batches:
+            break
+        if step % accum_iter == 0:
+            set_lr(optimizer, lr_at(epoch + step / steps_per_epoch))
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with autocast(device, amp):
+            loss = criterion(model(images), labels)
+        (loss / accum_iter).backward()
+        if (step + 1) % accum_iter == 0:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach()
+        seen += 1
+        if on_step is not None:
+            on_step(step)
+    if seen % accum_iter:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return float(total.item() / max(seen, 1))
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    batches: Iterable,
+    *,
+    device: torch.device,
+    amp: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Softmax probabilities for every image.
+
+    Returns ``probs`` (N, C) float64, ``labels`` (N,) int (-1 = unknown) and
+    ``indices`` (N,) int, the dataset indices in the order seen.
+    """
+    model.eval()
+    probs, labels, indices = [], [], []
+    for step, (images, batch_labels, batch_indices) in enumerate(batches):
+        with autocast(device, amp):
+            logits = model(images.to(device, non_blocking=True))
+        probs.append(torch.softmax(logits.float(), dim=-1).cpu().double().numpy())
+        labels.append(np.asarray(batch_labels))
+        indices.append(np.asarray(batch_indices))
+        if on_step is not None:
+            on_step(step)
+    if not probs:
+        return np.zeros((0, 0)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    return np.concatenate(probs), np.concatenate(labels).astype(int), np.concatenate(indices).astype(int)

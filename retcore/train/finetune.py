@@ -1,0 +1,262 @@
+"""The fine-tuning driver: optimizer, epochs, validation, best/last checkpoints, resume.
+
+Pure with respect to the database: progress and per-epoch results leave through
+callbacks, so ``jobs/finetune.py`` decides what to record. Checkpoint files are
+written atomically (temporary file, then rename), so a killed run never leaves
+a half-written checkpoint, and ``checkpoint-last.pth`` resumes exactly where
+the last finished epoch ended.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.loss import LabelSmoothingCrossEntropy
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from retcore.errors import CheckpointError
+from retcore.metrics import ClassificationReport, classification_report, selection_score
+from retcore.models.checkpoint import save_checkpoint
+from retcore.models.heads import uses_double_fc_norm
+from retcore.train.config import FinetuneConfig
+from retcore.train.engine import autocast, predict_probs, resolve_device, train_one_epoch
+from retcore.train.lr_decay import param_groups_lrd
+from retcore.train.schedule import cosine_lr
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "EpochResult",
+    "FitResult",
+    "build_optimizer",
+    "extract_pooled_features",
+    "fit",
+    "seed_everything",
+]
+
+BEST_CHECKPOINT = "checkpoint-best.pth"
+LAST_CHECKPOINT = "checkpoint-last.pth"
+
+
+@dataclass
+class EpochResult:
+    """What one epoch produced; ``report`` holds the validation metrics."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    report: ClassificationReport | None
+    score: float
+    is_best: bool
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    """Where the checkpoints are and which epoch was best."""
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: nn.Module, cfg: FinetuneConfig) -> torch.optim.AdamW:
+    """AdamW over layer-decayed parameter groups (no weight decay on 1-D params)."""
+    skip = set(getattr(model, "no_weight_decay", lambda: set())())
+    groups = param_groups_lrd(model, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
+                              no_weight_decay=tuple(skip))
+    return torch.optim.AdamW(groups, lr=cfg.effective_lr())
+
+
+class _PooledHead(nn.Module):
+    """fc_norm -> head of a ViT, applied to cached pooled features (B, D)."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.fc_norm = vit.fc_norm
+        self.head_drop = vit.head_drop
+        self.head = vit.head
+        self.fc_norm_passes = 2 if uses_double_fc_norm(vit) else 1
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.fc_norm_passes):
+            pooled = self.fc_norm(pooled)
+        return self.head(self.head_drop(pooled))
+
+
+@torch.no_grad()
+def extract_pooled_features(
+    model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TensorDataset:
+    """Backbone features before ``fc_norm`` for every image: (N, D) float32,
+    returned as a dataset of ``(features, label, index)`` for the linear probe."""
+    model.eval()
+    feats, labels, indices = [], [], []
+    for step, (images, batch_labels, batch_indices) in enumerate(loader):
+        with autocast(device, amp):
+            tokens = model.forward_features(images.to(device))
+            pooled = model.pool(tokens)
+        feats.append(pooled.float().cpu())
+        labels.append(torch.as_tensor(batch_labels))
+        indices.append(torch.as_tensor(batch_indices))
+        if on_step is not None:
+            on_step(step)
+    return TensorDataset(torch.cat(feats), torch.cat(labels), torch.cat(indices))
+
+
+def _loader(dataset: Dataset, cfg: FinetuneConfig, *, train: bool, seed: int) -> DataLoader:
+    workers = 0 if isinstance(dataset, TensorDataset) else cfg.num_workers
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=train, drop_last=train and len(dataset) > cfg.batch_size,
+        num_workers=workers, generator=generator, persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _evaluate(module: nn.Module, loader: DataLoader, class_names: list[str], device: torch.device,
+              amp: bool) -> tuple[float, ClassificationReport | None]:
+    probs, labels, _ = predict_probs(module, loader, device=device, amp=amp)
+    known = labels >= 0
+    if not known.any():
+        return float("nan"), None
+    p = np.clip(probs[known, labels[known]], 1e-12, 1.0)
+    return float(-np.log(p).mean()), classification_report(labels[known], probs[known], class_names)
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    class_names: list[str],
+    cfg: FinetuneConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    meta: dict[str, Any] | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
+) -> FitResult:
+    """Fine-tune ``model`` on ``train_set``, selecting on ``val_set``.
+
+    Datasets yield ``(image (3,H,W), label, index)``. With
+    ``cfg.freeze_backbone`` the backbone runs once per image to cache pooled
+    features and only ``fc_norm`` + ``head`` train (a linear probe). Each epoch
+    validates, calls ``on_epoch``, writes ``checkpoint-last.pth`` (model,
+    optimizer, epoch, best score) and, when the selection score (mean of macro
+    F1, macro AUROC and kappa) improves, ``checkpoint-best.pth`` (model only).
+    With ``resume`` the last checkpoint in ``out_dir`` is restored first.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device)
+    meta = dict(meta or {})
+    meta.setdefault("class_names", list(class_names))
+
+    trainable: nn.Module = model
+    if cfg.freeze_backbone:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        trainable = _PooledHead(model)
+        for p in trainable.parameters():
+            p.requires_grad_(True)
+        eval_loader_cfg = FinetuneConfig(**{**cfg.__dict__, "batch_size": max(cfg.batch_size, 32)})
+        if on_progress:
+            on_progress(0.0, "caching backbone features")
+        train_set = extract_pooled_features(model, _loader(train_set, eval_loader_cfg, train=False, seed=0),
+                                            device=device, amp=cfg.amp)
+        val_set = extract_pooled_features(model, _loader(val_set, eval_loader_cfg, train=False, seed=0),
+                                          device=device, amp=cfg.amp)
+    optimizer = build_optimizer(trainable, cfg)
+    criterion = LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss()
+
+    start_epoch, best_score, best_epoch = 0, -math.inf, -1
+    last_path, best_path = out / LAST_CHECKPOINT, out / BEST_CHECKPOINT
+    if resume and last_path.exists():
+        try:
+            state = torch.load(last_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot resume from {last_path}: {str(exc).splitlines()[0]}; start a new run instead"
+            ) from exc
+        start_epoch = int(state["train_state"]["epoch"]) + 1
+        best_score = float(state["train_state"]["best_score"])
+        best_epoch = int(state["train_state"]["best_epoch"])
+        torch.set_rng_state(state["train_state"]["torch_rng"])
+
+    val_loader = _loader(val_set, cfg, train=False, seed=0)
+    base_lr = cfg.effective_lr()
+    n_batches = math.ceil(len(train_set) / cfg.batch_size)
+    steps = n_batches if cfg.max_train_batches is None else min(n_batches, cfg.max_train_batches)
+    total_steps = cfg.epochs * steps
+
+    def lr_at(epoch_float: float) -> float:
+        return cosine_lr(epoch_float, cfg.epochs, cfg.warmup_epochs, base_lr, cfg.min_lr)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        train_loader = _loader(train_set, cfg, train=True, seed=cfg.seed * 1000 + epoch)
+
+        def step_progress(step: int, epoch: int = epoch) -> None:
+            if on_progress:
+                on_progress((epoch * steps + step + 1) / max(total_steps, 1), f"epoch {epoch + 1}/{cfg.epochs}")
+
+        train_loss = train_one_epoch(
+            trainable, train_loader, optimizer, criterion, lr_at=lr_at, epoch=epoch,
+            steps_per_epoch=steps, device=device, amp=cfg.amp, accum_iter=cfg.accum_iter,
+            max_batches=cfg.max_train_batches, on_step=step_progress,
+        )
+        val_loss, report = _evaluate(trainable, val_loader, class_names, device, cfg.amp)
+        score = selection_score(report) if report is not None else -train_loss
+        is_best = bool(np.isfinite(score) and score > best_score)
+        model_meta = {**meta, "epoch": epoch, "val_score": float(score) if np.isfinite(score) else None,
+                      "config": cfg.to_dict()}
+        if is_best:
+            best_score, best_epoch = float(score), epoch
+            save_checkpoint(best_path, model, model_meta)
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "retcore": model_meta,
+                "train_state": {"epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                                "torch_rng": torch.get_rng_state()},
+            },
+            last_path,
+        )
+        if on_epoch is not None:
+            on_epoch(EpochResult(epoch, train_loss, val_loss, lr_at(epoch + 1.0), report, float(score),
+                                 is_best, time.perf_counter() - t0))
+    if not best_path.exists():
+        raise CheckpointError(f"no best checkpoint in {out}: training ran no epoch (check --epochs)")
+    return FitResult(best_path, last_path, best_epoch, best_score, cfg.epochs - start_epoch)

@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny demo dataset and a tiny trained pipeline, built once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A 48-image, 64-px demo dataset with the shortcut planted on glaucoma; returns the manifest."""
+    from retcore.demo import DemoConfig, make_demo_dataset
+
+    out = tmp_path_factory.mktemp("demo")
+    return make_demo_dataset(out, DemoConfig(n_images=48, img_size=64, shortcut="glaucoma", seed=3, workers=1))
+
+
+def _tiny_finetune_config(**overrides):
+    from retcore.train.config import FinetuneConfig
+
+    params = dict(model="demo", img_size=64, epochs=2, warmup_epochs=1, batch_size=8, blr=1e-3,
+                  layer_decay=1.0, drop_path=0.0, auto_augment=None, re_prob=0.0, crop_scale=(0.8, 1.0),
+                  num_workers=0, device="cpu", seed=0)
+    params.update(overrides)
+    return FinetuneConfig(**params)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory of a CPU-fast FinetuneConfig for the ``demo`` model at 64 px."""
+    return _tiny_finetune_config
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory, tiny_demo) -> dict:
+    """demo data -> finetune (2 epochs) -> predict val/test into a fresh database."""
+    from jobs.finetune import run_finetune
+    from jobs.predict import run_predict
+
+    root = tmp_path_factory.mktemp("pipeline")
+    db = root / "results.duckdb"
+    run_id = run_finetune(_tiny_finetune_config(), tiny_demo, db=db, results=root / "results")
+    for split in ("val", "test"):
+        run_predict(run_id, split, db=db, batch_size=16, device="cpu", num_workers=0)
+    return {"db": db, "run_id": run_id, "root": root, "manifest": tiny_demo}
