@@ -37,7 +37,7 @@ def test_overview_shows_runs_metrics_and_confusion(monkeypatch, tiny_pipeline):
     labels = {m.label: m.value for m in at.metric}
     assert {"Accuracy", "Macro F1", "Macro AUROC", "Cohen's κ"} <= set(labels)
     assert 0.0 <= float(labels["Accuracy"]) <= 1.0
-    specs = [c.proto.spec for c in at.get("arrow_vega_lite_chart")]
+    specs = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any("pred_label" in s for s in specs), "confusion matrix chart missing"
     per_class = at.dataframe[1].value
     assert {"precision", "recall", "f1", "specificity"} <= set(per_class.columns)
