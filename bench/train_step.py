@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--model", default="demo")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for both loops (GPU)")
     parser.add_argument("--pipeline", action="store_true", help="also time `retcore pipeline --demo`")
@@ -77,6 +77,7 @@ def main() -> None:
         depth=len(ours.blocks), num_heads=ours.blocks[0].attn.num_heads, mlp_ratio=4, qkv_bias=True,
         num_classes=4, global_pool="avg", fc_norm=True, class_token=ours.cls_token is not None,
     ).to(device)
+    bare.load_state_dict(ours.state_dict())  # same weights, same numerics
     size = ours.patch_embed.img_size
     images = torch.randn(args.batch, 3, *size, device=device)
     labels = torch.randint(0, 4, (args.batch,), device=device)
@@ -86,13 +87,20 @@ def main() -> None:
     bare_steps(bare, images, labels, 2)  # warm-up
     retcore_steps(ours, images, labels, 2, cfg, device)
     t_bare, t_ours = [], []
-    for _ in range(args.rounds):
+
+    def run_bare() -> None:
         if ctx is not None:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 t_bare.append(bare_steps(bare, images, labels, args.steps))
         else:
             t_bare.append(bare_steps(bare, images, labels, args.steps))
+
+    def run_ours() -> None:
         t_ours.append(retcore_steps(ours, images, labels, args.steps, cfg, device))
+
+    for round_ in range(args.rounds):  # alternate the order so drift hits both loops alike
+        for fn in ((run_bare, run_ours) if round_ % 2 == 0 else (run_ours, run_bare)):
+            fn()
     b, o = statistics.median(t_bare), statistics.median(t_ours)
     print(f"device {device}, model {args.model}, batch {args.batch}, {torch.get_num_threads()} threads")
     print(f"bare timm step   {b * 1000:8.1f} ms  ({args.batch / b:7.1f} img/s)")

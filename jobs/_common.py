@@ -31,7 +31,7 @@ ResultsOption = Annotated[
 def results_dir(db: Path | None, results: Path | None) -> Path:
     """Where run artefacts go: ``--results`` or ``results/`` beside the database."""
     if results is not None:
-        return results
+        return Path(results)
     from retcore.storage import resolve_db_path
 
     return resolve_db_path(db).resolve().parent / "results"

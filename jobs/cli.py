@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import dashboard, demo_data, finetune, pipeline, predict
+from jobs import dashboard, demo_data, explain, finetune, pipeline, predict
 
 app = typer.Typer(
     name="retcore",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.command("demo-data")(demo_data.main)
 app.command("finetune")(finetune.main)
 app.command("predict")(predict.main)
+app.command("explain")(explain.main)
 app.command("pipeline")(pipeline.main)
 app.command("dashboard")(dashboard.main)
 

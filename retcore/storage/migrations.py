@@ -115,7 +115,81 @@ _V1 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1]
+# v2: explanations, zone scores, per-image quality and landmarks, faithfulness.
+_V2 = [
+    """CREATE TABLE explanations (
+        run_id VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        target INTEGER NOT NULL,
+        target_label VARCHAR,
+        target_kind VARCHAR,
+        grid_h INTEGER NOT NULL,
+        grid_w INTEGER NOT NULL,
+        grid FLOAT[] NOT NULL,
+        heatmap_path VARCHAR NOT NULL,
+        heatmap_sha256 VARCHAR NOT NULL,
+        heatmap_h INTEGER NOT NULL,
+        heatmap_w INTEGER NOT NULL,
+        positive_sum DOUBLE,
+        entropy DOUBLE,
+        gini DOUBLE,
+        peak_zone VARCHAR,
+        explain_run_id VARCHAR,
+        PRIMARY KEY (run_id, image_id, method, target)
+    )""",
+    """CREATE TABLE zone_scores (
+        run_id VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        target INTEGER NOT NULL,
+        zone_set VARCHAR NOT NULL,
+        zone VARCHAR NOT NULL,
+        mass_share DOUBLE,
+        area_share DOUBLE,
+        score DOUBLE,
+        PRIMARY KEY (run_id, image_id, method, target, zone_set, zone)
+    )""",
+    """CREATE TABLE image_quality (
+        image_id VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        PRIMARY KEY (image_id, metric)
+    )""",
+    """CREATE TABLE landmarks (
+        image_id VARCHAR PRIMARY KEY,
+        fov_cx DOUBLE, fov_cy DOUBLE, fov_r DOUBLE,
+        disc_x DOUBLE, disc_y DOUBLE, disc_r DOUBLE,
+        fovea_x DOUBLE, fovea_y DOUBLE,
+        eye_estimate VARCHAR,
+        quality_grade VARCHAR,
+        computed_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE localisation (
+        run_id VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        target INTEGER NOT NULL,
+        mask VARCHAR NOT NULL,
+        pointing_game DOUBLE,
+        mass_accuracy DOUBLE,
+        rank_accuracy DOUBLE,
+        PRIMARY KEY (run_id, image_id, method, target, mask)
+    )""",
+    """CREATE TABLE faithfulness (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        test VARCHAR NOT NULL,
+        fraction DOUBLE NOT NULL,
+        accuracy DOUBLE,
+        probability DOUBLE,
+        n_images INTEGER,
+        PRIMARY KEY (run_id, split, method, test, fraction)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

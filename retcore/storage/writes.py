@@ -25,6 +25,9 @@ __all__ = [
     "write_metrics",
     "write_predictions",
     "register_dataset",
+    "write_explanation_batch",
+    "write_faithfulness",
+    "write_image_analysis",
 ]
 
 DB = str | os.PathLike[str] | None
@@ -140,3 +143,44 @@ def write_metrics(
                  for i, t in enumerate(class_names) for j, p in enumerate(class_names)],
             )
 
+
+
+def _replace_rows(con, table: str, frame: pd.DataFrame, keys: Sequence[str]) -> None:
+    """Delete the rows of ``table`` matching ``frame``'s keys, then insert ``frame``."""
+    if frame.empty:
+        return
+    name = f"new_{table}"
+    con.register(name, frame)
+    match = " AND ".join(f"t.{k} = n.{k}" for k in keys)
+    con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {name} n WHERE {match})")
+    cols = ", ".join(frame.columns)
+    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}")
+    con.unregister(name)
+
+
+def write_explanation_batch(
+    db: DB, explanations: pd.DataFrame, zones: pd.DataFrame, localisation: pd.DataFrame
+) -> None:
+    """Write one batch of explanations with their zone scores and localisation, atomically.
+
+    Rows with the same (run, image, method, target) are replaced, so a rerun
+    never duplicates and a killed job leaves whole batches only.
+    """
+    key = ["run_id", "image_id", "method", "target"]
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "explanations", explanations, key)
+        _replace_rows(con, "zone_scores", zones, [*key, "zone_set", "zone"])
+        _replace_rows(con, "localisation", localisation, [*key, "mask"])
+
+
+def write_image_analysis(db: DB, landmarks: pd.DataFrame, quality: pd.DataFrame) -> None:
+    """Per-image landmarks (one row per image) and quality metrics (long format), atomically."""
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "landmarks", landmarks, ["image_id"])
+        _replace_rows(con, "image_quality", quality, ["image_id", "metric"])
+
+
+def write_faithfulness(db: DB, frame: pd.DataFrame) -> None:
+    """Perturbation curves of one (run, split, method), replacing earlier ones."""
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "faithfulness", frame, ["run_id", "split", "method", "test", "fraction"])
