@@ -1,4 +1,4 @@
-"""``retcore pipeline --demo``: demo data -> finetune -> predict, into the database.
+"""``retcore pipeline --demo``: demo data -> finetune -> predict -> explain, into the database.
 
 Each stage is skipped when its result is already there (the demo data with the
 same config, a succeeded finetune run with the same config), so a rerun after
@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, set_threads
+from jobs.explain import DEFAULT_METHODS
 
 __all__ = ["DEMO_FINETUNE", "main"]
 
@@ -40,19 +41,22 @@ def _finished_run(db: Path, config: dict) -> str | None:
 @friendly_errors
 def main(
     demo: Annotated[bool, typer.Option("--demo", help="Run on the built-in demo dataset.")] = False,
-    data_dir: Annotated[Path, typer.Option(help="Where the demo dataset lives.")] = Path("data/demo"),
+    data_dir: Annotated[Path | None, typer.Option(help="Where the demo dataset lives (default data/demo-<shortcut>).",
+                                                  show_default=False)] = None,
     shortcut: Annotated[str, typer.Option(help="Class carrying the planted shortcut marker, or 'none'.")] = "glaucoma",
     n_images: int = 800,
     epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
     seed: int = 0,
     force: Annotated[bool, typer.Option(help="Retrain even if an identical run succeeded.")] = False,
+    methods: Annotated[str, typer.Option(help="Explanation methods for the test split ('' = skip).")] = DEFAULT_METHODS,
     db: DbOption = None,
     results: ResultsOption = None,
 ) -> None:
-    """Build the demo data, fine-tune the demo ViT and predict the test split."""
+    """Build the demo data, fine-tune the demo ViT, predict val/test and explain the test split."""
     set_threads()
     if not demo:
         raise typer.BadParameter("only the demo pipeline exists so far: pass --demo")
+    from jobs.explain import run_explain
     from jobs.finetune import run_finetune
     from jobs.predict import run_predict
     from retcore.demo import DemoConfig, make_demo_dataset
@@ -60,7 +64,7 @@ def main(
     from retcore.train.config import FinetuneConfig
 
     db_path = open_db(db)
-    demo_dir = data_dir if shortcut == "none" or data_dir != Path("data/demo") else Path(f"data/demo-{shortcut}")
+    demo_dir = data_dir or Path(f"data/demo-{shortcut}")
     manifest = make_demo_dataset(demo_dir, DemoConfig(n_images=n_images, seed=seed,
                                                       shortcut=None if shortcut == "none" else shortcut),
                                  progress=True)
@@ -79,6 +83,9 @@ def main(
         run_id = run_finetune(cfg, manifest, db=db_path, results=results, command=command_line())
     for split in ("val", "test"):
         run_predict(run_id, split, db=db_path, command=command_line())
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    if chosen:
+        run_explain(run_id, chosen, "test", db=db_path, results=results, command=command_line())
     typer.echo(f"pipeline done: run {run_id} in {db_path}")
 
 
