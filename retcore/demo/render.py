@@ -151,8 +151,8 @@ def _posterior_pole_point(rng, disc, disc_r, fovea, fov_c, fov_r):
 
 def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
     n = int(rng.integers(15, 41))
-    # 0 micro-aneurysm, 1 dot-blot haemorrhage, 2 flame haemorrhage, 3 hard exudate, 4 cotton-wool spot
-    kinds = rng.choice(5, size=n, p=[0.22, 0.33, 0.12, 0.25, 0.08])
+    # 0 micro-aneurysm, 1 dot-blot haemorrhage, 2 flame haemorrhage, 3 hard-exudate cluster, 4 cotton-wool spot
+    kinds = rng.choice(5, size=n, p=[0.17, 0.38, 0.12, 0.25, 0.08])
     spots: list[tuple[float, float, float]] = []  # output px (x, y, r)
     flames: list[tuple[float, float, float, float, float]] = []  # output px (x, y, rx, ry, angle)
     exudates: list[np.ndarray] = []
@@ -166,7 +166,7 @@ def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
             _splat(img, p[0], p[1], r, r, 0.0, _MICRO, rng.uniform(0.8, 0.95), 0.5)
             spots.append((p[0] / 2, p[1] / 2, r / 2))
         elif k == 1:
-            r = rng.uniform(2.5, 5.5) * u * 2
+            r = rng.uniform(3.0, 6.0) * u * 2
             for _ in range(int(rng.integers(1, 4))):  # dot-blot: a few overlapping blobs
                 q = p + rng.normal(0.0, 0.35 * r, 2)
                 rx, ry = r * rng.uniform(0.6, 1.0), r * rng.uniform(0.6, 1.0)
@@ -183,12 +183,14 @@ def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
             _splat(img, p[0], p[1], r, r * rng.uniform(0.6, 0.9), rng.uniform(0, math.pi), _COTTON,
                    rng.uniform(0.55, 0.75), 0.8)
             spots.append((p[0] / 2, p[1] / 2, r / 2))
-        else:
-            r = rng.uniform(1.2, 2.8) * u * 2
-            _splat(img, p[0], p[1], r, r * rng.uniform(0.7, 1.0), rng.uniform(0, math.pi), _EXUDATE,
-                   rng.uniform(0.85, 1.0), 0.35)
+        else:  # a plaque of a few waxy yellow dots
+            for j in range(int(rng.integers(2, 7))):
+                q = p if j == 0 else p + rng.normal(0.0, 2.5 * u * 2, 2)
+                r = rng.uniform(1.2, 2.8) * u * 2
+                _splat(img, q[0], q[1], r, r * rng.uniform(0.7, 1.0), rng.uniform(0, math.pi), _EXUDATE,
+                       rng.uniform(0.85, 1.0), 0.35)
+                spots.append((q[0] / 2, q[1] / 2, r / 2))
             exudates.append(p)
-            spots.append((p[0] / 2, p[1] / 2, r / 2))
     s = mask.shape[0]
     ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
     for x, y, r in spots:  # dilated by 1 output px
