@@ -5,9 +5,11 @@ Run by hand: ``.venv/bin/python bench/explain.py [--model vit_base] [--img-size 
 
 For each method of :func:`retcore.explain.list_methods` it prints the time
 per image divided by the time per image of a plain no-grad forward of the
-same model on the same batch, measured in the same run (rounds interleave the
-forward and every method so machine noise hits all alike; medians over the
-rounds), and the peak memory of one call above the memory held before it:
+same model on the same batch, measured in the same run: each round runs
+``forward, m1, forward, m2, ..., forward``, each method call is divided by the
+mean of the forward calls right before and after it (so a machine whose load
+drifts, e.g. a CPU shared with another job, hits both alike), and the median
+over the rounds is reported; and the peak memory of one call above the memory held before it:
 ``torch.cuda.max_memory_allocated`` on GPU, the growth of the resident-set
 high-water mark (``ru_maxrss``) in a fresh subprocess per method on CPU
 (skip with ``--no-memory``). Targets: ``lrp`` <= 6x, ``gae`` and ``gradcam``
@@ -71,6 +73,24 @@ def _run(name: str, model: torch.nn.Module, images: torch.Tensor, device: torch.
     return time.perf_counter() - start
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_high_water_mark() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _memory_child(args: argparse.Namespace) -> None:
     """In a fresh process: peak memory (MB) of one call of ``args.memory_child`` above the setup."""
     model, images, device = _setup(args)
@@ -78,13 +98,18 @@ def _memory_child(args: argparse.Namespace) -> None:
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
+    elif _reset_high_water_mark() and _status_kib("VmRSS") is not None:
+        base = _status_kib("VmRSS")
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        base = None
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     _run(args.memory_child, model, images, device, args.bf16)
     if device.type == "cuda":
         peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    elif base is not None:
+        peak_mb = ((_status_kib("VmHWM") or 0) - base) / 1024
     else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss) / 1024
     print(json.dumps({"peak_mb": peak_mb}))
 
 
@@ -123,18 +148,27 @@ def main() -> None:
     for name in names:  # warm-up (also fills the |W| cache of lrp)
         _run(name, model, images, device, args.bf16)
     times: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.repeats):
-        for name in names:
-            times[name].append(_run(name, model, images, device, args.bf16))
+        before = _run(FORWARD, model, images, device, args.bf16)
+        times[FORWARD].append(before)
+        ratios[FORWARD].append(1.0)
+        for name in methods:
+            elapsed = _run(name, model, images, device, args.bf16)
+            after = _run(FORWARD, model, images, device, args.bf16)
+            times[name].append(elapsed)
+            times[FORWARD].append(after)
+            ratios[name].append(elapsed / (0.5 * (before + after)))
+            before = after
     per_image = {name: statistics.median(ts) / args.batch for name, ts in times.items()}
-    base = per_image[FORWARD]
     print(f"{'method':<11} {'s/image':>8} {'x forward':>10} {'target':>7} {'peak MB':>9}  rounds (s/batch)")
     for name in names:
-        ratio = per_image[name] / base
+        ratio = statistics.median(ratios[name])
         target = TARGETS.get(name)
         flag = "" if target is None else (" ok" if ratio <= target else " OVER")
         mem = "" if args.no_memory else f"{_memory(args, name):9.0f}"
-        rounds = " ".join(f"{t:.2f}" for t in times[name])
+        rounds = " ".join(f"{t:.2f}" for t in times[name]) if name != FORWARD else \
+            f"{min(times[name]):.2f}..{max(times[name]):.2f} ({len(times[name])} calls)"
         target_text = f"{target:.1f}" if target is not None else "-"
         print(f"{name:<11} {per_image[name]:8.3f} {ratio:10.2f} {target_text:>7}{flag:<5}{mem:>9}  {rounds}")
 

@@ -1,0 +1,91 @@
+"""Relevance maps of timm Vision Transformers: ViT-LRP and baselines.
+
+``relevance(model, images, method='lrp', target=None, start_layer=0)`` returns
+raw relevance (B, gh, gw) on the token grid of any timm ``VisionTransformer``
+with a CLS-token head (``global_pool='token'``) or a global-average-pool head
+with ``fc_norm`` (``global_pool='avg'``, RETFound; also ``fc_norm`` applied
+twice). ``upsample`` and the ``normalize_*`` / ``clip_percentile`` helpers of
+:mod:`retcore.explain.display` are for display only.
+
+Methods (registry :data:`METHOD_REGISTRY`, ``@register_method(name)``,
+:func:`list_methods`):
+
+* ``lrp`` — Chefer, Gur, Wolf, CVPR 2021, "Transformer Interpretability
+  Beyond Attention Visualization" (transformer attribution), same rules,
+  halving, residual normalisation, gradient weighting, clamp, head mean,
+  rollout with identity from ``start_layer`` and CLS read-out as the
+  authors' code; see :mod:`retcore.explain.lrp` for the rules and the
+  average-pool adaptation;
+* ``lrp_pixels`` — full LRP to the input pixels (B, H, W) (z^B rule at the
+  patch convolution);
+* ``gae`` — Chefer et al. ICCV 2021 generic attention explainability;
+* ``gradcam`` — Grad-CAM over the last block's attention heads;
+* ``rollout`` — Abnar & Zuidema 2020 attention rollout;
+* ``attention`` — last-block attention.
+
+**Average-pool heads (RETFound).** They have no CLS read-out; we (1) pass the
+relevance of the pooled vector to the patch tokens by gradient x input of the
+mean (each token gets its share of each feature, the CLS token none;
+``fc_norm``, like every LayerNorm, passes relevance unchanged) and (2) read
+out the mean of the patch-token rows of the rollout (patch columns only),
+because the prediction is a mean over patch tokens. The same read-out serves
+``gae``, ``rollout``, ``attention`` and ``gradcam``. ``readout='cls'`` /
+``'mean'`` overrides the choice.
+
+Hooks are attached only inside :func:`capture` (a context manager that
+restores the model exactly); everything else is pure functions of tensors.
+"""
+from __future__ import annotations
+
+from retcore.explain import lrp as _lrp  # noqa: F401  (registers lrp and lrp_pixels)
+from retcore.explain.api import relevance
+from retcore.explain.capture import Recorder, ViTInfo, capture, inspect_vit
+from retcore.explain.display import clip_percentile, normalize_minmax, normalize_sum, upsample
+from retcore.explain.errors import ExplainError, TargetError, UnknownMethodError, UnsupportedModelError
+from retcore.explain.lrp import LRPMethod, LRPPixelsMethod
+from retcore.explain.methods import (
+    METHOD_REGISTRY,
+    AttentionMethod,
+    GAEMethod,
+    GradCAMMethod,
+    Method,
+    RolloutMethod,
+    Trace,
+    get_method,
+    list_methods,
+    register_method,
+)
+from retcore.explain.rollout import READOUTS, readout, readout_weights, rollout_matrix, rollout_readout
+
+__all__ = [
+    "METHOD_REGISTRY",
+    "READOUTS",
+    "AttentionMethod",
+    "ExplainError",
+    "GAEMethod",
+    "GradCAMMethod",
+    "LRPMethod",
+    "LRPPixelsMethod",
+    "Method",
+    "Recorder",
+    "RolloutMethod",
+    "TargetError",
+    "Trace",
+    "UnknownMethodError",
+    "UnsupportedModelError",
+    "ViTInfo",
+    "capture",
+    "clip_percentile",
+    "get_method",
+    "inspect_vit",
+    "list_methods",
+    "normalize_minmax",
+    "normalize_sum",
+    "readout",
+    "readout_weights",
+    "register_method",
+    "relevance",
+    "rollout_matrix",
+    "rollout_readout",
+    "upsample",
+]

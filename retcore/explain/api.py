@@ -1,0 +1,91 @@
+"""The entry point: :func:`relevance`."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from retcore.explain.capture import inspect_vit
+from retcore.explain.errors import ExplainError
+from retcore.explain.methods import Method, get_method, trace
+
+__all__ = ["relevance"]
+
+
+def relevance(
+    model: nn.Module,
+    images: torch.Tensor,
+    method: str | Method = "lrp",
+    target: int | torch.Tensor | list[int] | None = None,
+    start_layer: int = 0,
+    *,
+    readout: str | None = None,
+) -> torch.Tensor:
+    """Raw (un-normalised) relevance of each patch token for the target classes.
+
+    Args:
+        model: a timm ``VisionTransformer`` (any depth, width, heads, patch
+            size and input size; ``global_pool='token'`` (CLS head) or
+            ``'avg'`` (mean of patch tokens -> ``fc_norm`` -> head, RETFound;
+            also the double-``fc_norm`` variant)). It is run in eval mode with
+            explicit attention and restored exactly afterwards.
+        images: (B, C, H, W) float, H and W multiples of the patch size (moved
+            to the model's device and dtype). The attention-based methods run
+            under an active autocast; ``lrp`` and ``lrp_pixels`` always compute
+            in the model's precision (bf16 activations make LRP noise).
+        method: a name from :func:`~retcore.explain.list_methods` (``lrp``,
+            ``lrp_pixels``, ``gae``, ``gradcam``, ``rollout``, ``attention``)
+            or a :class:`~retcore.explain.Method` instance.
+        target: class to explain: ``None`` = the predicted class of each
+            image, an int = that class for all, a sequence / LongTensor of
+            ``B`` ints = one class per image.
+        start_layer: first block of the rollout (``lrp``, ``gae``,
+            ``rollout``); ignored by the other methods.
+        readout: ``None`` = the head's own read-out (``'cls'`` for a CLS head,
+            ``'mean'`` of the patch rows for an average-pool head); ``'cls'``
+            or ``'mean'`` to choose (see :mod:`retcore.explain.rollout`).
+
+    Returns:
+        (B, gh, gw) relevance on the token grid (``gh = H / ph``, ``gw = W / pw``),
+        float32 (float64 for a float64 model), detached, on the model's device
+        — except ``lrp_pixels``, whose grid is the pixel grid (B, H, W).
+        Upsample / normalise for display with :mod:`retcore.explain.display`.
+
+    Raises:
+        UnsupportedModelError: not a supported timm ViT.
+        UnknownMethodError: unknown method name.
+        TargetError: target class out of range or of the wrong shape.
+        ExplainError: images of the wrong shape, bad ``start_layer`` or ``readout``.
+    """
+    info = inspect_vit(model)
+    m = get_method(method) if isinstance(method, str) else method
+    if not isinstance(m, Method):
+        raise ExplainError(f"method must be a registered name or a Method instance, got {type(method).__name__}")
+    param = next(model.parameters())
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ExplainError(f"images must be a (B, C, H, W) tensor, got {shape}: add a batch dimension")
+    in_chans = int(model.patch_embed.proj.in_channels)  # type: ignore[union-attr]
+    b, c, h, w = images.shape
+    ph, pw = info.patch_size
+    if c != in_chans or b == 0 or h % ph or w % pw:
+        raise ExplainError(
+            f"images of shape {tuple(images.shape)} do not fit the model: need (B>0, {in_chans}, H, W) "
+            f"with H a multiple of {ph} and W a multiple of {pw}"
+        )
+    pe = model.patch_embed  # type: ignore[union-attr]
+    size = getattr(pe, "img_size", None)
+    if getattr(pe, "strict_img_size", False) and size is not None and (h, w) != tuple(size):
+        raise ExplainError(
+            f"images are {h}x{w} but the model takes {size[0]}x{size[1]}: resize them (or build the model "
+            f"with img_size=({h}, {w}))"
+        )
+    dtype = param.dtype if param.dtype.is_floating_point else torch.float32
+    x = images.detach().to(device=param.device, dtype=dtype)
+    precision = nullcontext() if m.autocast else torch.autocast(x.device.type, enabled=False)
+    with precision, trace(m, model, x, target, start_layer, readout, info) as tr:
+        out = m.compute(tr).detach().to(tr.dtype)
+    if m.output == "pixels":
+        return out
+    return out.reshape(b, h // ph, w // pw)

@@ -1,0 +1,22 @@
+"""Errors of :mod:`retcore.explain` (all :class:`retcore.errors.RetcoreError`)."""
+from __future__ import annotations
+
+from retcore.errors import RetcoreError
+
+__all__ = ["ExplainError", "TargetError", "UnknownMethodError", "UnsupportedModelError"]
+
+
+class ExplainError(RetcoreError, ValueError):
+    """An explanation request that cannot work (bad images, bad ``start_layer``...)."""
+
+
+class UnsupportedModelError(ExplainError):
+    """The model is not a timm ``VisionTransformer`` built from the supported parts."""
+
+
+class TargetError(ExplainError):
+    """A target class that is out of range, or a target tensor of the wrong shape."""
+
+
+class UnknownMethodError(ExplainError):
+    """An explanation method name that is not registered."""
