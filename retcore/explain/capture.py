@@ -109,7 +109,13 @@ def inspect_vit(model: nn.Module) -> ViTInfo:
                 "rules cover timm's standard Block(Attention, Mlp) only"
             )
         if getattr(attn, "gate", None) is not None:
-            raise UnsupportedModelError(f"block {i} of model {name} uses gated attention, which the LRP rules do not cover")
+            raise UnsupportedModelError(
+                f"block {i} of model {name} uses gated attention, which the LRP rules do not cover"
+            )
+        if not all(isinstance(m, nn.Linear) for m in (attn.qkv, attn.proj, blk.mlp.fc1, blk.mlp.fc2)):
+            raise UnsupportedModelError(
+                f"block {i} of model {name} has projections that are not nn.Linear (conv MLP?): not supported"
+            )
     patch = model.patch_embed.patch_size
     patch_size = (int(patch[0]), int(patch[1])) if isinstance(patch, tuple | list) else (int(patch), int(patch))
     return ViTInfo(
@@ -265,6 +271,13 @@ def capture(
     for i in attention_set | activation_set:
         if not 0 <= i < len(blocks):
             raise IndexError(f"block {i} out of range for a model of depth {len(blocks)}")
+    for i in activation_set:
+        blk = blocks[i]
+        if any(getattr(m, "inplace", False) for m in (blk.mlp.act, blk.ls1, blk.ls2)):
+            raise UnsupportedModelError(
+                f"block {i} of model {_model_name(model)} uses an in-place activation or LayerScale, which "
+                "overwrites the activations LRP needs: rebuild it without inplace=True"
+            )
     rec = Recorder(info=info, blocks=[BlockRecord() for _ in blocks])
 
     training = [(m, m.training) for m in model.modules()]
@@ -291,7 +304,7 @@ def capture(
                 attn.qkv.register_forward_hook(_store(r, "qkv_out", "out")),
                 attn.q_norm.register_forward_hook(_store(r, "q", "out")),
                 attn.k_norm.register_forward_hook(_store(r, "k", "out")),
-                attn.norm.register_forward_pre_hook(_store_pre(r, "attn_out")),
+                getattr(attn, "norm", attn.proj).register_forward_pre_hook(_store_pre(r, "attn_out")),
                 attn.proj.register_forward_hook(_store(r, "proj_in", "in")),
                 attn.proj.register_forward_hook(_store(r, "proj_out", "out")),
                 blk.ls1.register_forward_hook(_store(r, "branch1", "out")),
@@ -317,7 +330,8 @@ def capture(
                 pe.register_forward_hook(_store(rec.embed, "patch_tokens", "out")),
             ]
             if getattr(model, "pos_embed", None) is not None:
-                handles.append(model.pos_drop.register_forward_hook(_store(rec.embed, "tokens", "out")))  # type: ignore[union-attr]
+                pos_drop = model.pos_drop  # type: ignore[union-attr]
+                handles.append(pos_drop.register_forward_hook(_store(rec.embed, "tokens", "out")))
         yield rec
     finally:
         for handle in handles:

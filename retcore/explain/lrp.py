@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from retcore.explain.capture import BlockRecord, Recorder
+from retcore.explain.capture import BlockRecord
 from retcore.explain.methods import Method, Trace, register_method
 from retcore.explain.rules import (
     EPS,
@@ -145,7 +145,8 @@ def propagate_blocks(
         rec.blocks[index] = BlockRecord(attn=br.attn)
         last = index == stop_layer and not to_input
         assert r is not None
-        r, den_out = _block(model.blocks[index], br, r, den_out, ws, dtype, last, index, on_attention)  # type: ignore[index]
+        blk = model.blocks[index]  # type: ignore[index]
+        r, den_out = _block(blk, br, r, den_out, ws, dtype, last, index, on_attention)
         if r is None:
             return None
         if on_block_input is not None:
@@ -182,7 +183,8 @@ def _block(blk: nn.Module, br: BlockRecord, r: torch.Tensor, den_out: torch.Tens
     # second residual Add: x_out = x_mid + branch2
     s, c_res, c_mlp = add_factors(x_mid, branch2, br.x_out, r, ws=ws, name="s_add2", den=den_out)
     r_b = torch.mul(branch2, s, out=ws.get("r_branch", r.shape))
-    r_b = linear_ab(blk.mlp.fc2, br.fc2_in, br.fc2_out, r_b, ws=ws, scale=c_mlp, consume_output=True)  # type: ignore[arg-type]
+    r_b = linear_ab(blk.mlp.fc2, br.fc2_in, br.fc2_out, r_b, ws=ws, scale=c_mlp,  # type: ignore[arg-type]
+                    consume_output=True)
     r_b = linear_ab(blk.mlp.fc1, br.fc1_in, br.fc1_out, r_b, ws=ws, consume_output=True)  # type: ignore[arg-type]
     # Clone: residual part c_res * x_mid * s plus the MLP part
     r_mid = s.mul_(x_mid).mul_(c_res.view(bsz, 1, 1))

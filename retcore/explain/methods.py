@@ -233,7 +233,9 @@ def trace(method: Method, model: nn.Module, images: torch.Tensor, target: int | 
     """
     depth = info.depth
     if not 0 <= start_layer < depth:
-        raise ExplainError(f"start_layer {start_layer} is out of range for a model with {depth} blocks: use 0..{depth - 1}")
+        raise ExplainError(
+            f"start_layer {start_layer} is out of range for a model with {depth} blocks: use 0..{depth - 1}"
+        )
     batch = images.shape[0]
     device = images.device
     explicit = resolve_targets(target, None, batch, info.num_classes, device)

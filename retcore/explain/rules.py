@@ -10,12 +10,14 @@ operation's input(s). ``EPS = 1e-9`` is the stabiliser of the authors'
   .. math:: Z_j = \sum_i x_i^+ W_{ji}^+ + x_i^- W_{ji}^-,\qquad
             R_i = x_i^+ \sum_j W_{ji}^+ \frac{R_j}{Z_j + \epsilon} + x_i^- \sum_j W_{ji}^- \frac{R_j}{Z_j + \epsilon}
 
-  (bias ignored; the beta term is skipped because beta = 0). Three matmuls
-  instead of four: :math:`x^+W^+ + x^-W^- = (|x|\,|W| + xW)/2` reuses the
-  forward output :math:`xW^\top = y - b`, and
-  :math:`x^+ (SW^+) + x^- (SW^-) = (x\,(SW) + |x|\,(S|W|))/2`. ``|W|`` is
-  computed once per weight tensor (:func:`abs_weight`) and cached until the
-  weight changes. (The authors zero ``R_j / Z_j`` where ``Z_j`` is exactly 0,
+  (bias ignored; the beta term is skipped because beta = 0). Three matmuls'
+  worth of work instead of four: :math:`x^+W^+ + x^-W^- = (|x|\,|W| + xW)/2`
+  reuses the forward output :math:`xW^\top = y - b` (one matmul, which also
+  adds the bias term and accumulates into ``y``), and
+  :math:`x^+ (SW^+) + x^- (SW^-) = (x\,(SW) + |x|\,(S|W|))/2`, where
+  ``S [W, |W|]`` is one matmul of twice the width. ``[W, |W|, 2 EPS - b]``
+  is built once per layer (:func:`weight_block`) and cached until the
+  weight changes (about twice the memory of the linear weights). (The authors zero ``R_j / Z_j`` where ``Z_j`` is exactly 0,
   i.e. where no input contributes positively; the three-matmul form cannot
   see that exact 0 and leaves rounding noise there instead. With an all-zero
   weight or input row both give 0; otherwise it needs every one of the ``in``
@@ -55,7 +57,6 @@ __all__ = [
     "EPS",
     "Workspace",
     "abs_weight",
-    "weight_block",
     "add_factors",
     "add_rule",
     "clear_weight_cache",
@@ -67,6 +68,7 @@ __all__ = [
     "pool_mean_rule",
     "pool_token_rule",
     "safe_divide",
+    "weight_block",
 ]
 
 EPS = 1e-9

@@ -217,10 +217,13 @@ class RefAttention:
         return self.qkv.relprop(r_qkv)
 
 
+def _ref_layer_norm(m):
+    return RefIdentityRule(lambda t: F.layer_norm(t, m.normalized_shape, _d(m.weight), _d(m.bias), m.eps))
+
+
 class RefBlock:
     def __init__(self, blk):
-        ln = lambda m: RefIdentityRule(lambda t: F.layer_norm(t, m.normalized_shape, _d(m.weight), _d(m.bias), m.eps))  # noqa: E731
-        self.norm1, self.norm2 = ln(blk.norm1), ln(blk.norm2)
+        self.norm1, self.norm2 = _ref_layer_norm(blk.norm1), _ref_layer_norm(blk.norm2)
         self.attn = RefAttention(blk.attn)
         self.fc1 = RefLinear(_d(blk.mlp.fc1.weight), _d(blk.mlp.fc1.bias))
         self.act = RefIdentityRule(F.gelu)

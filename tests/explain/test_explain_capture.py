@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_images, make_vit
+from explain_factories import make_images, make_vit
 from torch import nn
 
 from retcore.errors import RetcoreError
@@ -112,3 +112,12 @@ def test_bad_images_are_refused() -> None:
         relevance(model, make_images(1, (32, 32))[0])
     with pytest.raises(RetcoreError, match="multiple of 16"):
         relevance(model, make_images(1, (30, 32)))
+
+
+def test_inplace_activations_are_refused_for_lrp() -> None:
+    model = make_vit(depth=1, dim=32, heads=2, patch=16, img=(32, 32), init_values=0.1)
+    model.blocks[0].ls2.inplace = True
+    images = make_images(1, (32, 32))
+    assert relevance(model, images, "rollout").shape == (1, 2, 2)  # attention-only methods are unaffected
+    with pytest.raises(UnsupportedModelError, match="in-place"):
+        relevance(model, images, "lrp")

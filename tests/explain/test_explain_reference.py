@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_images, make_vit
+from explain_factories import make_images, make_vit
 from explain_reference import ref_baselines, ref_explain
 
 from retcore.explain import relevance

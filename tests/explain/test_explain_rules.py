@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_images, make_vit
+from explain_factories import make_images, make_vit
 from torch import nn
 
 from retcore.explain import get_method, inspect_vit

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_images, make_vit
+from explain_factories import make_images, make_vit
 
 from retcore.errors import RetcoreError
 from retcore.explain import TargetError, relevance
