@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import dashboard, demo_data, explain, finetune, pipeline, predict
+from jobs import dashboard, demo_data, explain, export, finetune, pipeline, predict, study
 
 app = typer.Typer(
     name="retcore",
@@ -18,6 +18,8 @@ app.command("predict")(predict.main)
 app.command("explain")(explain.main)
 app.command("pipeline")(pipeline.main)
 app.command("dashboard")(dashboard.main)
+app.command("export")(export.main)
+app.add_typer(study.app, name="study")
 
 if __name__ == "__main__":
     app()

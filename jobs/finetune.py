@@ -79,7 +79,18 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
         train_tf = build_train_transform(cfg.img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
                                          scale=cfg.crop_scale)
         eval_tf = build_eval_transform(cfg.img_size)
-        train_set = FundusDataset(train, classes, eval_tf if cfg.freeze_backbone else train_tf)
+        spec = cfg.guide_spec()
+        if spec is not None:
+            from retcore.guide import GuidedDataset, JointTrainTransform
+
+            if spec.kind == "mask" and not any(r.mask_path for r in train):
+                raise DataError(f"--guide mask needs masks, but no training image of {data} has a mask_path; "
+                                "add a mask_path column to the manifest or use --guide center|anatomy")
+            joint_tf = JointTrainTransform(cfg.img_size, scale=cfg.crop_scale, auto_augment=cfg.auto_augment is not None,
+                                           re_prob=cfg.re_prob)
+            train_set = GuidedDataset(train, classes, spec, joint_tf)
+        else:
+            train_set = FundusDataset(train, classes, eval_tf if cfg.freeze_backbone else train_tf)
         val_set = FundusDataset(val_records, classes, eval_tf)
         tqdm.write(f"run {run_id}: {len(train)} train / {len(val_records)} val images, "
                    f"{len(classes)} classes, model {cfg.model}, {cfg.epochs} epochs -> {out_dir}")
@@ -99,11 +110,13 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
                 "lr": result.lr, "val_accuracy": overall.get("accuracy"), "val_macro_f1": overall.get("macro_f1"),
                 "val_macro_auroc": overall.get("macro_auroc"), "val_kappa": overall.get("kappa"),
                 "val_score": result.score, "is_best": result.is_best, "seconds": result.seconds,
+                "guide_penalty": result.guide_penalty,
             })
             if result.is_best and result.report is not None:
                 write_metrics(db_path, run_id, "val", result.report.rows(), result.report.confusion, classes)
             tqdm.write(f"epoch {result.epoch + 1}/{cfg.epochs} loss {result.train_loss:.4f} "
                        f"val_acc {overall.get('accuracy', float('nan')):.3f} score {result.score:.3f}"
+                       + (f" guide {result.guide_penalty:.3f}" if result.guide_penalty is not None else "")
                        + (" *" if result.is_best else ""))
 
         meta = {"model": cfg.model, "num_classes": len(classes), "class_names": classes,
@@ -150,6 +163,13 @@ def main(
     strict: Annotated[bool, typer.Option(help="Stop at the first bad image instead of skipping it.")] = False,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run (default: generated).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue the run with this id from its last checkpoint.")] = None,
+    guide: Annotated[str | None, typer.Option(help="Guided fine-tuning: penalise relevance outside "
+                                              "center | anatomy | mask regions.")] = None,
+    guide_weight: Annotated[float, typer.Option(help="Lambda of the guide penalty (a share in 0..1).")] = 1.0,
+    guide_form: Annotated[str, typer.Option(help="relevance (gradient x attention rollout) | input_gradient "
+                                            "(Right for the Right Reasons).")] = "relevance",
+    guide_radius: Annotated[float, typer.Option(help="--guide center: disk radius in FOV radii.")] = 0.6,
+    guide_mask_bits: Annotated[int, typer.Option(help="--guide mask: mask bits that mark allowed pixels.")] = 1,
     db: DbOption = None,
     results: ResultsOption = None,
 ) -> None:
@@ -166,7 +186,13 @@ def main(
         auto_augment=None if auto_augment.lower() == "none" else auto_augment, re_prob=re_prob,
         crop_scale=(crop_scale_min, 1.0), eye=eye, freeze_backbone=freeze_backbone,
         include_conflicting=include_conflicting, seed=seed, num_workers=num_workers, device=device,
+        guide=guide, guide_weight=guide_weight, guide_form=guide_form, guide_radius=guide_radius,
+        guide_mask_bits=guide_mask_bits,
     )
+    try:
+        cfg.guide_spec()
+    except ValueError as exc:
+        raise RetcoreError(str(exc)) from None
     run_finetune(cfg, data, db=db, results=results, run_id=resume or run_id, resume=resume is not None,
                  strict=strict, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex,
                  command=command_line())

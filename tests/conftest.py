@@ -46,3 +46,20 @@ def tiny_pipeline(tmp_path_factory, tiny_demo) -> dict:
     for split in ("val", "test"):
         run_predict(run_id, split, db=db, batch_size=16, device="cpu", num_workers=0)
     return {"db": db, "run_id": run_id, "root": root, "manifest": tiny_demo}
+
+
+@pytest.fixture(scope="session")
+def tiny_explained(tmp_path_factory, tiny_pipeline) -> dict:
+    """``tiny_pipeline`` copied, then explained on test with two methods: explanations,
+    zone scores, landmarks, quality, localisation and faithfulness rows for the dashboard."""
+    import shutil
+
+    from jobs.explain import run_explain
+
+    root = tmp_path_factory.mktemp("explained-pipeline")
+    db = root / "results.duckdb"
+    shutil.copy(tiny_pipeline["db"], db)
+    methods = ["lrp", "gae"]
+    run_explain(tiny_pipeline["run_id"], methods, "test", db=db, results=root / "results", batch_size=8,
+                device="cpu", faithfulness_images=4)
+    return {**tiny_pipeline, "db": db, "root": root, "methods": methods}

@@ -149,7 +149,15 @@ def _posterior_pole_point(rng, disc, disc_r, fovea, fov_c, fov_r):
     return fovea + rng.normal(0.0, 0.1 * fov_r, 2)
 
 
+DR_LESION_SCALE = 1.7
+"""Size of the red DR lesions (micro-aneurysms, haemorrhages) relative to a typical 45-degree photo at this
+resolution: at 224 px true-to-scale micro-aneurysms are about one pixel, too faint for a ViT trained from scratch
+in minutes, so the demo draws them 1.7x larger (still within the lesion sizes seen on real photos). The bright
+lesions (exudates, cotton-wool spots) keep their size: larger bright plaques pull optic-disc detectors off the disc."""
+
+
 def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
+    ur = u * DR_LESION_SCALE  # red lesions
     n = int(rng.integers(15, 41))
     # 0 micro-aneurysm, 1 dot-blot haemorrhage, 2 flame haemorrhage, 3 hard-exudate cluster, 4 cotton-wool spot
     kinds = rng.choice(5, size=n, p=[0.17, 0.38, 0.12, 0.25, 0.08])
@@ -162,11 +170,11 @@ def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
         else:
             p = _posterior_pole_point(rng, disc, disc_r, fovea, fov_c, fov_r)
         if k == 0:
-            r = rng.uniform(1.0, 1.6) * u * 2
+            r = rng.uniform(1.0, 1.6) * ur * 2
             _splat(img, p[0], p[1], r, r, 0.0, _MICRO, rng.uniform(0.8, 0.95), 0.5)
             spots.append((p[0] / 2, p[1] / 2, r / 2))
         elif k == 1:
-            r = rng.uniform(3.0, 6.0) * u * 2
+            r = rng.uniform(3.0, 6.0) * ur * 2
             for _ in range(int(rng.integers(1, 4))):  # dot-blot: a few overlapping blobs
                 q = p + rng.normal(0.0, 0.35 * r, 2)
                 rx, ry = r * rng.uniform(0.6, 1.0), r * rng.uniform(0.6, 1.0)
@@ -174,7 +182,7 @@ def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
                        rng.uniform(0.8, 0.95), 0.45)
                 spots.append((q[0] / 2, q[1] / 2, max(rx, ry) / 2))
         elif k == 2:  # flame: elongated along the nerve fibres (about radial to the disc)
-            length, width = rng.uniform(5.0, 9.0) * u * 2, rng.uniform(1.5, 2.5) * u * 2
+            length, width = rng.uniform(5.0, 9.0) * ur * 2, rng.uniform(1.5, 2.5) * ur * 2
             ang = math.atan2(p[1] - disc[1], p[0] - disc[0]) + rng.normal(0.0, 0.2)
             _splat(img, p[0], p[1], length, width, ang, _HAEM * rng.uniform(0.95, 1.2), rng.uniform(0.7, 0.9), 0.5)
             flames.append((p[0] / 2, p[1] / 2, length / 2 + 1.0, width / 2 + 1.0, ang))

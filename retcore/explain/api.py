@@ -66,7 +66,8 @@ def relevance(
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ExplainError(f"images must be a (B, C, H, W) tensor, got {shape}: add a batch dimension")
-    in_chans = int(model.patch_embed.proj.in_channels)  # type: ignore[union-attr]
+    first_conv = next(m for m in model.patch_embed.modules() if isinstance(m, torch.nn.Conv2d))  # type: ignore[union-attr]
+    in_chans = int(first_conv.in_channels)
     b, c, h, w = images.shape
     ph, pw = info.patch_size
     if c != in_chans or b == 0 or h % ph or w % pw:

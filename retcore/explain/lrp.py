@@ -67,6 +67,7 @@ from retcore.explain.rules import (
     add_factors,
     add_rule,
     clone_rule,
+    conv_stem_rule,
     linear_ab,
     patch_zbox_rule,
     pool_mean_rule,
@@ -319,5 +320,9 @@ def pixel_relevance(trace: Trace, tokens_relevance: torch.Tensor) -> torch.Tenso
         r_patch = r[:, p:]
     gh, gw = emb.conv_out.shape[-2:]
     r_conv = r_patch.transpose(1, 2).reshape(b, -1, gh, gw)
-    pixels = patch_zbox_rule(model.patch_embed.proj, emb.image, emb.conv_out, r_conv)  # type: ignore[arg-type]
+    proj = model.patch_embed.proj
+    if isinstance(proj, nn.Conv2d):
+        pixels = patch_zbox_rule(proj, emb.image, emb.conv_out, r_conv)
+    else:  # a convolutional stem (retcore.models.stem.ConvStem)
+        pixels = conv_stem_rule(proj, emb.image, r_conv)
     return pixels.sum(1)

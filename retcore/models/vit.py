@@ -15,6 +15,7 @@ from torch import nn
 
 from retcore.models.heads import DoubleFcNormVisionTransformer, init_head
 from retcore.models.registry import ModelConfigError, register_model
+from retcore.models.stem import ConvStemPatchEmbed
 
 __all__ = [
     "DEMO_SPEC",
@@ -49,6 +50,9 @@ class ViTSpec:
         qkv_bias: bias in the qkv projection.
         init_values: LayerScale init (``None`` = no LayerScale).
         drop_path: default stochastic-depth rate.
+        stem: ``'patch'`` (one patch x patch convolution, as every published
+            ViT) or ``'conv'`` (:class:`~retcore.models.stem.ConvStem`: 3x3
+            stride-2 convolutions, for training from scratch on little data).
     """
 
     patch_size: int
@@ -59,6 +63,7 @@ class ViTSpec:
     qkv_bias: bool = True
     init_values: float | None = None
     drop_path: float = 0.1
+    stem: str = "patch"
 
 
 RETFOUND_MAE_SPEC = ViTSpec(patch_size=16, embed_dim=1024, depth=24, num_heads=16, drop_path=0.2)
@@ -67,7 +72,7 @@ RETFOUND_DINOV2_SPEC = ViTSpec(patch_size=14, embed_dim=1024, depth=24, num_head
 VIT_TINY_SPEC = ViTSpec(patch_size=16, embed_dim=192, depth=12, num_heads=3)
 VIT_SMALL_SPEC = ViTSpec(patch_size=16, embed_dim=384, depth=12, num_heads=6)
 VIT_BASE_SPEC = ViTSpec(patch_size=16, embed_dim=768, depth=12, num_heads=12)
-DEMO_SPEC = ViTSpec(patch_size=16, embed_dim=192, depth=4, num_heads=3, mlp_ratio=4.0, drop_path=0.1)
+DEMO_SPEC = ViTSpec(patch_size=16, embed_dim=192, depth=4, num_heads=3, mlp_ratio=4.0, drop_path=0.1, stem="conv")
 
 
 def _pair(img_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -101,7 +106,10 @@ def build_vit(
         )
     if spec.embed_dim % spec.num_heads:
         raise ModelConfigError(f"embed_dim {spec.embed_dim} is not divisible by num_heads {spec.num_heads}")
+    if spec.stem not in ("patch", "conv"):
+        raise ModelConfigError(f"unknown stem {spec.stem!r}: use 'patch' or 'conv'")
     cls = DoubleFcNormVisionTransformer if double_fc_norm else VisionTransformer
+    extra = {"embed_layer": ConvStemPatchEmbed} if spec.stem == "conv" else {}
     model = cls(
         img_size=(h, w) if h != w else h,
         patch_size=spec.patch_size,
@@ -118,6 +126,7 @@ def build_vit(
         reg_tokens=0,
         norm_layer=partial(nn.LayerNorm, eps=LAYER_NORM_EPS),
         drop_path_rate=spec.drop_path if drop_path is None else drop_path,
+        **extra,
     )
     init_head(model)
     return model

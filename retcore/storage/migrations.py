@@ -189,7 +189,24 @@ _V2 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# v3: guided fine-tuning (penalty per epoch) and the shortcut study's results.
+_V3 = [
+    "ALTER TABLE epochs ADD COLUMN guide_penalty DOUBLE",
+    """CREATE TABLE study_results (
+        study VARCHAR NOT NULL,
+        study_run_id VARCHAR NOT NULL,
+        arm VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        n INTEGER,
+        run_id VARCHAR,
+        explain_run_id VARCHAR,
+        PRIMARY KEY (study_run_id, arm, seed, metric)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

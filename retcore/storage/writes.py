@@ -23,6 +23,7 @@ __all__ = [
     "write_epoch",
     "write_ingest_errors",
     "write_metrics",
+    "write_study_results",
     "write_predictions",
     "register_dataset",
     "write_explanation_batch",
@@ -184,3 +185,10 @@ def write_faithfulness(db: DB, frame: pd.DataFrame) -> None:
     """Perturbation curves of one (run, split, method), replacing earlier ones."""
     with connect(db) as con, transaction(con):
         _replace_rows(con, "faithfulness", frame, ["run_id", "split", "method", "test", "fraction"])
+
+
+def write_study_results(db: DB, frame: pd.DataFrame) -> None:
+    """Rows of ``study_results`` (study, study_run_id, arm, seed, metric, value, n, run_id,
+    explain_run_id), replacing earlier rows with the same (study_run_id, arm, seed, metric)."""
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "study_results", frame, ["study_run_id", "arm", "seed", "metric"])

@@ -16,6 +16,12 @@ class FinetuneConfig:
     on 1-D parameters), drop path 0.2, 50 epochs with 10 warm-up epochs and a
     half-cycle cosine to ``min_lr`` per iteration, label smoothing 0.1,
     RandAugment ``rand-m9-mstd0.5-inc1``, random erasing 0.25, bf16 autocast on GPU.
+
+    Guided fine-tuning (``retcore.guide``): ``guide`` = ``center`` | ``anatomy`` |
+    ``mask`` (None = plain fine-tuning) adds ``guide_weight x`` the penalty form
+    ``guide_form`` (``relevance`` | ``input_gradient``) to the loss;
+    ``guide_radius`` is the ``center`` disk radius (x FOV radius) and
+    ``guide_mask_bits`` the ``mask`` bits that mark allowed pixels.
     """
 
     model: str = "retfound_mae"
@@ -44,11 +50,26 @@ class FinetuneConfig:
     device: str = "auto"
     amp: bool = True
     max_train_batches: int | None = None
+    guide: str | None = None
+    guide_form: str = "relevance"
+    guide_weight: float = 1.0
+    guide_radius: float = 0.6
+    guide_mask_bits: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def effective_lr(self) -> float:
         """Peak learning rate: ``lr`` if set, else ``blr * batch_size * accum_iter / 256``."""
         return self.lr if self.lr is not None else self.blr * self.batch_size * self.accum_iter / 256
+
+    def guide_spec(self):  # -> retcore.guide.GuideSpec | None
+        """The run's :class:`~retcore.guide.GuideSpec`, or None for plain fine-tuning."""
+        if self.guide is None:
+            return None
+        from retcore.guide import GuideSpec, get_guide, get_penalty
+
+        get_guide(self.guide), get_penalty(self.guide_form)  # validate names early
+        return GuideSpec(kind=self.guide, form=self.guide_form, weight=self.guide_weight, radius=self.guide_radius,
+                         mask_bits=self.guide_mask_bits)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""

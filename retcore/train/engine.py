@@ -16,7 +16,11 @@ from torch import nn
 
 from retcore.train.schedule import set_lr
 
-__all__ = ["autocast", "predict_probs", "resolve_device", "train_one_epoch"]
+GuidePenalty = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                       tuple[torch.Tensor, torch.Tensor]]
+"""``(model, images, labels, allowed, weight) -> (logits, penalty)``, see ``retcore.guide.penalty``."""
+
+__all__ = ["GuidePenalty", "autocast", "predict_probs", "resolve_device", "train_one_epoch"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -47,26 +51,43 @@ def train_one_epoch(
     accum_iter: int = 1,
     max_batches: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    guide: GuidePenalty | None = None,
+    guide_weight: float = 0.0,
+    guide_log: list[float] | None = None,
 ) -> float:
     """Train one epoch; return the mean training loss.
 
     ``batches`` yields ``(images (B,3,H,W), labels (B,), ...)``. The lr is set
     every iteration from ``lr_at(epoch + step / steps_per_epoch)`` (fractional
     epochs). Gradients are accumulated over ``accum_iter`` batches.
+
+    Guided: with a ``guide`` penalty (``retcore.guide.penalty``) the batches
+    yield ``(images, labels, index, allowed (B,1,H,W), weight (B,))``, the loss
+    is ``criterion + guide_weight x penalty``, and the mean penalty of the epoch
+    is appended to ``guide_log``.
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
+    penalty_total = torch.zeros((), device=device)
     seen = 0
-    for step, (images, labels, *_) in enumerate(batches):
+    for step, (images, labels, *rest) in enumerate(batches):
         if max_batches is not None and step >= max_batches:
             break
         if step % accum_iter == 0:
             set_lr(optimizer, lr_at(epoch + step / steps_per_epoch))
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        with autocast(device, amp):
-            loss = criterion(model(images), labels)
+        if guide is None:
+            with autocast(device, amp):
+                loss = criterion(model(images), labels)
+        else:
+            allowed = rest[1].to(device, non_blocking=True)
+            weight = torch.as_tensor(rest[2], dtype=torch.float32).to(device, non_blocking=True)
+            with autocast(device, amp):
+                logits, penalty = guide(model, images, labels, allowed, weight)
+                loss = criterion(logits, labels) + guide_weight * penalty
+            penalty_total += penalty.detach().float()
         (loss / accum_iter).backward()
         if (step + 1) % accum_iter == 0:
             optimizer.step()
@@ -78,6 +99,8 @@ def train_one_epoch(
     if seen % accum_iter:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    if guide is not None and guide_log is not None:
+        guide_log.append(float(penalty_total.item() / max(seen, 1)))
     return float(total.item() / max(seen, 1))
 
 

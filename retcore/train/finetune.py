@@ -59,6 +59,7 @@ class EpochResult:
     score: float
     is_best: bool
     seconds: float
+    guide_penalty: float | None = None
 
 
 @dataclass
@@ -165,7 +166,9 @@ def fit(
 ) -> FitResult:
     """Fine-tune ``model`` on ``train_set``, selecting on ``val_set``.
 
-    Datasets yield ``(image (3,H,W), label, index)``. With
+    Datasets yield ``(image (3,H,W), label, index)``; for a guided run
+    (``cfg.guide``) the training set yields ``(image, label, index, allowed
+    (1,H,W), weight)`` (a :class:`retcore.guide.GuidedDataset`). With
     ``cfg.freeze_backbone`` the backbone runs once per image to cache pooled
     features and only ``fc_norm`` + ``head`` train (a linear probe). Each epoch
     validates, calls ``on_epoch``, writes ``checkpoint-last.pth`` (model,
@@ -195,6 +198,14 @@ def fit(
                                             device=device, amp=cfg.amp)
         val_set = extract_pooled_features(model, _loader(val_set, eval_loader_cfg, train=False, seed=0),
                                           device=device, amp=cfg.amp)
+    spec = cfg.guide_spec()
+    guide = None
+    if spec is not None:
+        if cfg.freeze_backbone:
+            raise ValueError("--guide trains the backbone's attention: it cannot be combined with --freeze-backbone")
+        from retcore.guide import get_penalty
+
+        guide = get_penalty(spec.form)
     optimizer = build_optimizer(trainable, cfg)
     criterion = LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss()
 
@@ -231,10 +242,12 @@ def fit(
             if on_progress:
                 on_progress((epoch * steps + step + 1) / max(total_steps, 1), f"epoch {epoch + 1}/{cfg.epochs}")
 
+        guide_log: list[float] = []
         train_loss = train_one_epoch(
             trainable, train_loader, optimizer, criterion, lr_at=lr_at, epoch=epoch,
             steps_per_epoch=steps, device=device, amp=cfg.amp, accum_iter=cfg.accum_iter,
             max_batches=cfg.max_train_batches, on_step=step_progress,
+            guide=guide, guide_weight=cfg.guide_weight, guide_log=guide_log,
         )
         val_loss, report = _evaluate(trainable, val_loader, class_names, device, cfg.amp)
         score = selection_score(report) if report is not None else -train_loss
@@ -256,7 +269,7 @@ def fit(
         )
         if on_epoch is not None:
             on_epoch(EpochResult(epoch, train_loss, val_loss, lr_at(epoch + 1.0), report, float(score),
-                                 is_best, time.perf_counter() - t0))
+                                 is_best, time.perf_counter() - t0, guide_log[0] if guide_log else None))
     if not best_path.exists():
         raise CheckpointError(f"no best checkpoint in {out}: training ran no epoch (check --epochs)")
     return FitResult(best_path, last_path, best_epoch, best_score, cfg.epochs - start_epoch)

@@ -1,0 +1,195 @@
+"""``retcore study shortcut``: does guided fine-tuning remove a planted shortcut?
+
+On the demo set with the shortcut marker (correlated with one class in
+train/val, independent of the class in test), for each seed: fine-tune a
+baseline and a guided model with the same recipe and seed, predict the test
+split, explain it, and measure accuracy, the relevance share on the marker,
+zone scores and localisation. Per-(arm, seed) figures and the paired tests go
+to the ``study_results`` table; a summary table is printed. Finished
+fine-tuning runs with identical settings are reused, so an interrupted study
+resumes where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, set_threads
+from retcore.errors import RetcoreError
+
+__all__ = ["PER_IMAGE_SQL", "run_shortcut_study", "app"]
+
+app = typer.Typer(help="Studies that compare fine-tuning arms on the demo data.", no_args_is_help=True)
+
+PER_IMAGE_SQL = """
+WITH z AS (
+    SELECT image_id,
+        max(CASE WHEN zone_set = 'mask' AND zone = 'marker' THEN mass_share END) AS marker_mass,
+        max(CASE WHEN zone_set = 'mask' AND zone = 'marker' THEN area_share END) AS marker_area,
+        max(CASE WHEN zone_set = 'mask' AND zone = 'lesion' THEN mass_share END) AS lesion_mass,
+        max(CASE WHEN zone_set = 'thirds' AND zone = 'center' THEN score END) AS center_score,
+        max(CASE WHEN zone_set = 'anatomy' AND zone = 'optic_disc' THEN score END) AS disc_score
+    FROM zone_scores WHERE run_id = ? AND method = ? GROUP BY image_id
+), l AS (
+    SELECT image_id,
+        max(CASE WHEN mask = 'lesion' THEN pointing_game END) AS pointing_game,
+        max(CASE WHEN mask = 'lesion' THEN mass_accuracy END) AS mass_accuracy
+    FROM localisation WHERE run_id = ? AND method = ? GROUP BY image_id
+)
+SELECT p.image_id, p.label, p.correct, z.marker_mass, z.marker_area, z.lesion_mass, z.center_score, z.disc_score,
+       l.pointing_game, l.mass_accuracy
+FROM predictions p LEFT JOIN z USING (image_id) LEFT JOIN l USING (image_id)
+WHERE p.run_id = ? AND p.split = 'test'
+ORDER BY p.image_id
+"""
+"""One row per test image of a finetune run: correctness, zone scores and localisation of one method."""
+
+
+def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp", data_dir: Path,
+                       db: Path | None = None, results: Path | None = None, force: bool = False,
+                       batch_size: int = 32, command: str = "") -> str:
+    """Run the study; return the study's run id.
+
+    ``base``: the :class:`~retcore.train.config.FinetuneConfig` of the guided arm
+    (its ``guide*`` fields set); the baseline is the same with ``guide=None``.
+    ``demo_cfg``: the :class:`~retcore.demo.DemoConfig` of the data (its
+    ``shortcut`` names the shortcut class).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from jobs.explain import run_explain
+    from jobs.finetune import run_finetune
+    from jobs.pipeline import _finished_run
+    from jobs.predict import run_predict
+    from retcore.data import DEFAULT_PATIENT_REGEX
+    from retcore.demo import make_demo_dataset
+    from retcore.storage import connect
+    from retcore.storage.runs import open_db, record_run
+    from retcore.storage.writes import write_study_results
+    from retcore.study import arm_metrics, paired_tests, seed_summary
+
+    if base.guide is None:
+        raise RetcoreError("the study needs a guide for its guided arm: pass --guide center|anatomy|mask")
+    if demo_cfg.shortcut is None:
+        raise RetcoreError("the shortcut study needs a planted shortcut: pass --shortcut <class>")
+    if not seeds:
+        raise RetcoreError("--seeds is empty: pass e.g. --seeds 0,1,2")
+    db_path = open_db(db)
+    manifest = make_demo_dataset(data_dir, demo_cfg, progress=True)
+    arms = {"baseline": dataclasses.replace(base, guide=None), "guided": base}
+    config = {"study": "shortcut", "seeds": seeds, "method": method, "data": str(manifest.resolve()),
+              "shortcut": demo_cfg.shortcut, "finetune": {arm: cfg.to_dict() for arm, cfg in arms.items()}}
+    frames: list[pd.DataFrame] = []
+    result_rows: list[dict] = []
+    with record_run(db_path, "study", config=config, command=command, seed=seeds[0]) as rec:
+        total = len(seeds) * len(arms)
+        done = 0
+        for seed in seeds:
+            for arm, arm_cfg in arms.items():
+                cfg = dataclasses.replace(arm_cfg, seed=seed)
+                run_config = {"finetune": cfg.to_dict(), "data": str(manifest.resolve()), "val": 0.15, "test": 0.15,
+                              "split_seed": 0, "patient_regex": DEFAULT_PATIENT_REGEX}
+                run_id = None if force else _finished_run(db_path, run_config)
+                if run_id:
+                    tqdm.write(f"study: seed {seed} {arm}: reusing finetune run {run_id}")
+                else:
+                    tqdm.write(f"study: seed {seed} {arm}: fine-tuning")
+                    run_id = run_finetune(cfg, manifest, db=db_path, results=results, command=command)
+                run_predict(run_id, "test", db=db_path, batch_size=batch_size, device=cfg.device,
+                            num_workers=cfg.num_workers, command=command)
+                explain_id = run_explain(run_id, [method], "test", db=db_path, results=results, device=cfg.device,
+                                         faithfulness_images=0, command=command)
+                with connect(db_path, read_only=True) as con:
+                    frame = con.execute(PER_IMAGE_SQL, [run_id, method, run_id, method, run_id]).df()
+                frame = frame.assign(seed=seed, arm=arm, run_id=run_id)
+                frames.append(frame)
+                for metric, (value, n) in arm_metrics(frame, demo_cfg.shortcut).items():
+                    result_rows.append({"study": "shortcut", "study_run_id": rec.run_id, "arm": arm, "seed": seed,
+                                        "metric": metric, "value": value, "n": n, "run_id": run_id,
+                                        "explain_run_id": explain_id})
+                done += 1
+                rec.progress(done / total, f"seed {seed} {arm}")
+        per_image = pd.concat(frames, ignore_index=True)
+        paired = paired_tests(per_image)
+        for row in paired.itertuples():
+            for what in ("mean_diff", "statistic", "p_value", "n"):
+                result_rows.append({"study": "shortcut", "study_run_id": rec.run_id, "arm": "guided_vs_baseline",
+                                    "seed": -1, "metric": f"{row.test}_{row.quantity}_{what}",
+                                    "value": float(getattr(row, what)), "n": int(row.n), "run_id": None,
+                                    "explain_run_id": None})
+        results_frame = pd.DataFrame(result_rows)
+        write_study_results(db_path, results_frame)
+        summary = seed_summary(results_frame[results_frame["seed"] >= 0])
+        rec.update(config={**config, "summary": json.loads(summary.to_json(orient="records"))})
+        typer.echo(_format_summary(summary, paired))
+        return rec.run_id
+
+
+def _format_summary(summary, paired) -> str:
+    lines = ["metric                          baseline (95% CI)             guided (95% CI)"]
+    for metric, g in summary.groupby("metric", sort=False):
+        cells = []
+        for arm in ("baseline", "guided"):
+            r = g[g["arm"] == arm]
+            if r.empty:
+                cells.append(" " * 28)
+                continue
+            r = r.iloc[0]
+            cells.append(f"{r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]".ljust(28))
+        lines.append(f"{metric:<32}{cells[0]}  {cells[1]}")
+    lines.append("paired across images (guided - baseline):")
+    for r in paired.itertuples():
+        lines.append(f"  {r.test} {r.quantity}: n={r.n} diff={r.mean_diff:+.3f} p={r.p_value:.3g}")
+    return "\n".join(lines)
+
+
+@app.command("shortcut")
+@friendly_errors
+def shortcut(
+    seeds: Annotated[str, typer.Option(help="Comma-separated training seeds.")] = "0,1,2",
+    guide: Annotated[str, typer.Option(help="Guide of the guided arm: center | anatomy | mask.")] = "anatomy",
+    guide_form: Annotated[str, typer.Option(help="relevance | input_gradient.")] = "relevance",
+    guide_weight: Annotated[float, typer.Option(help="Lambda of the guide penalty.")] = 1.0,
+    guide_radius: Annotated[float, typer.Option(help="--guide center: disk radius in FOV radii.")] = 0.6,
+    method: Annotated[str, typer.Option(help="Explanation method the study measures.")] = "lrp",
+    shortcut_class: Annotated[str, typer.Option("--shortcut", help="Class carrying the marker.")] = "glaucoma",
+    epochs: Annotated[int | None, typer.Option(help="Override the demo recipe's epochs.")] = None,
+    n_images: int = 800,
+    data_dir: Annotated[Path | None, typer.Option(help="Demo data (default data/demo-<shortcut>).",
+                                                  show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if identical runs succeeded.")] = False,
+    db: DbOption = None,
+    results: ResultsOption = None,
+) -> None:
+    """Baseline vs guided fine-tuning on the demo set with a planted shortcut, over several seeds."""
+    set_threads()
+    from jobs.pipeline import DEMO_FINETUNE
+    from retcore.demo import DemoConfig
+    from retcore.train.config import FinetuneConfig
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise RetcoreError(f"--seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+    params = dict(DEMO_FINETUNE, guide=guide, guide_form=guide_form, guide_weight=guide_weight,
+                  guide_radius=guide_radius)
+    if epochs is not None:
+        params["epochs"] = epochs
+    cfg = FinetuneConfig(**params)
+    try:
+        cfg.guide_spec()
+    except ValueError as exc:
+        raise RetcoreError(str(exc)) from None
+    demo_cfg = DemoConfig(n_images=n_images, shortcut=shortcut_class)
+    run_shortcut_study(cfg, demo_cfg, seeds=seed_list, method=method,
+                       data_dir=data_dir or Path(f"data/demo-{shortcut_class}"), db=db, results=results,
+                       force=force, command=command_line())
+
+
+if __name__ == "__main__":
+    app()

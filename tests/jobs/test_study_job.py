@@ -1,0 +1,42 @@
+"""The shortcut study on a miniature demo set: both arms per seed, results table, paired tests."""
+from __future__ import annotations
+
+import duckdb
+
+from jobs.study import run_shortcut_study
+from retcore.demo import DemoConfig
+from retcore.study import STUDY_METRICS
+
+
+def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_config, capsys):
+    db = tmp_path / "results.duckdb"
+    demo = DemoConfig(n_images=48, img_size=64, shortcut="glaucoma", seed=3, workers=1)
+    base = tiny_config(epochs=1, warmup_epochs=0, guide="anatomy", guide_form="relevance", guide_weight=1.0)
+    study_id = run_shortcut_study(base, demo, seeds=[0, 1], method="gae", data_dir=tmp_path / "demo", db=db,
+                                  results=tmp_path / "results", batch_size=16)
+    out = capsys.readouterr().out
+    assert "marker_relevance_share" in out and "mcnemar" in out
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT arm, seed, metric, value, n, run_id FROM study_results WHERE study_run_id = ?",
+                       [study_id]).df()
+    runs = con.execute("SELECT run_id, config FROM runs WHERE job = 'finetune'").df()
+    status = con.execute("SELECT status FROM runs WHERE run_id = ?", [study_id]).fetchone()[0]
+    con.close()
+    assert status == "succeeded"
+    per_arm = rows[rows["seed"] >= 0]
+    assert set(map(tuple, per_arm[["arm", "seed"]].drop_duplicates().to_numpy())) == {
+        ("baseline", 0), ("baseline", 1), ("guided", 0), ("guided", 1)}
+    assert set(per_arm["metric"]) == set(STUDY_METRICS)
+    acc = per_arm[per_arm["metric"] == "accuracy"]
+    assert acc["value"].between(0, 1).all() and (acc["n"] > 0).all()
+    # four distinct trained runs; the guided ones record their guide settings
+    assert len(runs) == 4
+    guided = [c for c in runs["config"] if '"guide": "anatomy"' in c]
+    assert len(guided) == 2
+    paired = rows[rows["arm"] == "guided_vs_baseline"]
+    assert {"mcnemar_correct_p_value", "wilcoxon_marker_mass_p_value"} <= set(paired["metric"])
+
+    # rerunning reuses the finished fine-tuning runs (the study resumes)
+    run_shortcut_study(base, demo, seeds=[0], method="gae", data_dir=tmp_path / "demo", db=db,
+                       results=tmp_path / "results", batch_size=16)
+    assert "reusing finetune run" in capsys.readouterr().out
