@@ -76,6 +76,7 @@ def main() -> None:
         img_size=ours.patch_embed.img_size, patch_size=ours.patch_embed.patch_size, embed_dim=ours.embed_dim,
         depth=len(ours.blocks), num_heads=ours.blocks[0].attn.num_heads, mlp_ratio=4, qkv_bias=True,
         num_classes=4, global_pool="avg", fc_norm=True, class_token=ours.cls_token is not None,
+        embed_layer=type(ours.patch_embed),  # the demo model's convolutional stem, or timm's PatchEmbed
     ).to(device)
     bare.load_state_dict(ours.state_dict())  # same weights, same numerics
     size = ours.patch_embed.img_size

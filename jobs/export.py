@@ -563,9 +563,17 @@ def main(
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1000,
     permutations: Annotated[int, typer.Option(help="Permutations for the drift p-values.")] = 1000,
     seed: int = 0,
+    study: Annotated[str | None, typer.Option(help="Export a shortcut study instead of a run: its run id, or "
+                                                   "'latest'.", show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """Write a run's figures (SVG, PNG 300 ppi, PDF + CSV) and summary.md with intervals and tests."""
+    if study is not None:
+        from jobs._study_export import run_study_export
+
+        files = run_study_export(study, out, db=db)
+        typer.echo(f"study: {len(files)} files -> {files[-1].parent}")
+        return
     result = run_export(run, out, db=db, split=split, method=method, zone_set=zone_set, zone=zone,
                         n_boot=n_boot, n_permutations=permutations, seed=seed)
     figures = len([f for f in result.files if f.suffix == ".svg"])

@@ -30,11 +30,13 @@ from retcore.plots.explanation import (
     zone_distribution_chart,
 )
 from retcore.plots.export import FORMATS, PNG_PPI, chart_bytes, chart_spec, save_chart
+from retcore.plots.study import study_arms_chart
 from retcore.plots.theme import CORRECT_COLORS, OKABE_ITO, THEME_NAME, enable_theme, retcore_theme, theme_registry
 
 enable_theme()
 
 __all__ = [
+    "study_arms_chart",
     "CORRECT_COLORS",
     "FORMATS",
     "OKABE_ITO",

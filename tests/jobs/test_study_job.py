@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import duckdb
 
+from jobs._study_export import run_study_export
 from jobs.study import run_shortcut_study
 from retcore.demo import DemoConfig
 from retcore.study import STUDY_METRICS
@@ -40,3 +41,13 @@ def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_config, 
     run_shortcut_study(base, demo, seeds=[0], method="gae", data_dir=tmp_path / "demo", db=db,
                        results=tmp_path / "results", batch_size=16)
     assert "reusing finetune run" in capsys.readouterr().out
+
+    # the markdown + figures summary (retcore export --study)
+    files = run_study_export(study_id, tmp_path / "export", db=db)
+    names = {f.name for f in files}
+    assert {"study_arms.svg", "study_arms.png", "study_arms.pdf", "study_paired.csv", "summary.md"} <= names
+    assert (tmp_path / "export" / "study_arms.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "export" / "study_arms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "export" / "study_arms.svg").read_text().lstrip().startswith("<svg")
+    md = (tmp_path / "export" / "summary.md").read_text()
+    assert "| accuracy |" in md and "McNemar" in md and "seeds [0, 1]" in md

@@ -1,0 +1,99 @@
+"""``retcore export --study RUN``: the shortcut study's figures and markdown summary."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from retcore.errors import RetcoreError
+
+__all__ = ["HEADLINE_METRICS", "run_study_export"]
+
+HEADLINE_METRICS = ("accuracy", "shortcut_class_accuracy", "marker_relevance_share", "marker_ratio",
+                    "center_score", "disc_score_shortcut_class", "lesion_relevance_share", "pointing_game")
+"""Metrics drawn in ``study_arms.*`` (all metrics go to the CSV and the summary)."""
+
+
+def _load(db: Path | None, study: str) -> tuple[str, pd.DataFrame, dict]:
+    import json
+
+    from retcore.storage import connect, resolve_db_path
+
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise RetcoreError(f"no database at {path}: run `retcore study shortcut` first")
+    with connect(path, read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "study_results" not in tables:
+            raise RetcoreError(f"{path} has no study results: run `retcore study shortcut` first")
+        if study == "latest":
+            row = con.execute("SELECT run_id FROM runs WHERE job = 'study' AND status = 'succeeded' "
+                              "ORDER BY started_at DESC LIMIT 1").fetchone()
+            if row is None:
+                raise RetcoreError(f"{path} has no finished study: run `retcore study shortcut` first")
+            study = row[0]
+        results = con.execute("SELECT * FROM study_results WHERE study_run_id = ? ORDER BY arm, seed, metric",
+                              [study]).df()
+        cfg = con.execute("SELECT config FROM runs WHERE run_id = ?", [study]).fetchone()
+    if results.empty:
+        raise RetcoreError(f"no study results for {study!r} in {path}: pick a study run id from the Jobs page "
+                           "or pass --study latest")
+    return study, results, json.loads(cfg[0]) if cfg and cfg[0] else {}
+
+
+def run_study_export(study: str, out: Path | None, *, db: Path | None = None) -> list[Path]:
+    """Write ``study_arms.{svg,png,pdf,csv}``, ``study_paired.csv`` and ``summary.md``; return the files."""
+    from jobs._common import results_dir
+    from retcore.plots import save_chart, study_arms_chart
+    from retcore.study import seed_summary
+
+    study, results, config = _load(db, study)
+    out = Path(out) if out is not None else results_dir(db, None) / "exports" / study
+    out.mkdir(parents=True, exist_ok=True)
+    per_seed = results[results["seed"] >= 0]
+    paired = results[results["arm"] == "guided_vs_baseline"]
+    summary = seed_summary(per_seed)
+    files: list[Path] = []
+    chart = study_arms_chart(summary, per_seed[["metric", "arm", "seed", "value"]], metrics=list(HEADLINE_METRICS),
+                             title="Shortcut study: mean across seeds with 95% t-interval")
+    for fmt in ("svg", "png", "pdf"):
+        files.append(save_chart(chart, out / f"study_arms.{fmt}"))
+    summary.to_csv(out / "study_arms.csv", index=False)
+    per_seed.to_csv(out / "study_per_seed.csv", index=False)
+    paired.to_csv(out / "study_paired.csv", index=False)
+    files += [out / "study_arms.csv", out / "study_per_seed.csv", out / "study_paired.csv"]
+
+    seeds = sorted(per_seed["seed"].unique().tolist())
+    finetune = config.get("finetune", {}).get("guided", {})
+    lines = [f"# Shortcut study {study}", "",
+             f"Shortcut class `{config.get('shortcut', '?')}`, seeds {seeds}, explanation method "
+             f"`{config.get('method', '?')}`; guided arm: guide `{finetune.get('guide')}`, form "
+             f"`{finetune.get('guide_form')}`, weight {finetune.get('guide_weight')}; both arms "
+             f"{finetune.get('epochs', '?')} epochs of the demo recipe.", "",
+             "| metric | baseline | guided |", "|---|---|---|"]
+    for metric, g in summary.groupby("metric", sort=False):
+        cells = []
+        for arm in ("baseline", "guided"):
+            r = g[g["arm"] == arm]
+            cells.append("–" if r.empty else f"{r['mean'].iloc[0]:.3f} [{r['low'].iloc[0]:.3f}, {r['high'].iloc[0]:.3f}]")
+        lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Paired across test images (guided − baseline, pooled over seeds):", ""]
+    for name in ("wilcoxon_marker_mass", "wilcoxon_center_score", "mcnemar_correct"):
+        get = {m: v for m, v in zip(paired["metric"], paired["value"]) if m.startswith(name)}
+        if get:
+            diff, p, n = get.get(f"{name}_mean_diff"), get.get(f"{name}_p_value"), get.get(f"{name}_n")
+            lines.append(f"- {name.replace('_', ' ')}: n = {int(n) if n == n else '?'}, mean difference "
+                         f"{diff:+.3f}, p = {p:.3g}")
+    lines += ["", "## Statistical methods", "",
+              "- Across seeds: mean and two-sided 95% Student-t interval (k − 1 degrees of freedom).",
+              "- Across images (same seed, same test image, guided vs baseline): Wilcoxon signed-rank test on the "
+              "relevance share on the marker (images with a marker) and on the centre zone score; exact McNemar "
+              "test (binomial on the discordant pairs) on correctness.",
+              "- Marker relevance share: positive relevance inside the ground-truth marker mask / positive "
+              "relevance inside the field of view; marker ratio = that share / the marker's area share.",
+              "", "## Files", "",
+              "- `study_arms.{svg,png,pdf}` and `study_arms.csv`: the headline metrics per arm.",
+              "- `study_per_seed.csv`: every metric per arm and seed; `study_paired.csv`: the paired tests."]
+    md = out / "summary.md"
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return files + [md]
