@@ -1,4 +1,11 @@
-"""retcore dashboard: navigation and the filters shared by every page."""
+"""retcore dashboard: navigation and the filters shared by every page.
+
+``st.navigation`` runs one file per page from ``dashboard/pages/``. The run /
+method / split / class filters are drawn here, once, in the sidebar and bound
+to the URL (``?run=...&method=...&split=...&class=...``), so a view can be
+shared by link. Every read is a short read-only query (``dashboard.data``); a
+job holding the database shows a note and the page retries by itself.
+"""
 from __future__ import annotations
 
 import sys
@@ -8,11 +15,23 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dashboard.data import DatabaseBusy, db_path, has_schema  # noqa: E402
+from dashboard.data import DatabaseBusy, db_path, has_schema, is_busy  # noqa: E402
+from dashboard.filters import sidebar_filters  # noqa: E402
+from retcore.errors import DatabaseError  # noqa: E402
 
 st.set_page_config(page_title="retcore", page_icon="👁", layout="wide")
 
 PAGES = Path(__file__).resolve().parent / "pages"
+PAGE_FILES = [
+    ("overview.py", "Overview", ":material/dashboard:", "overview"),
+    ("confidence.py", "Confidence vs focus", ":material/scatter_plot:", "confidence"),
+    ("drift.py", "Class drift", ":material/compare_arrows:", "drift"),
+    ("quality.py", "Image quality", ":material/photo_filter:", "quality"),
+    ("cases.py", "Cases", ":material/photo_library:", "cases"),
+    ("compare.py", "Compare runs", ":material/difference:", "compare"),
+    ("jobs.py", "Jobs", ":material/terminal:", "jobs"),
+]
+BUSY = "Results are being written by a job; this page retries in a few seconds."
 
 
 def _empty_state() -> None:
@@ -24,11 +43,25 @@ def _empty_state() -> None:
     )
 
 
+@st.fragment(run_every=3)
+def _retry_when_free() -> None:
+    """Poll the database while a job holds it; rerun the page once it reads again."""
+    if is_busy():
+        st.caption("waiting for the job to release the database…")
+        return
+    st.rerun(scope="app")
+
+
+def _busy() -> None:
+    st.warning(BUSY, icon=":material/hourglass_top:")
+    _retry_when_free()
+    st.stop()
+
+
 try:
     ready = has_schema()
 except DatabaseBusy:
-    st.warning("Results are being written by a job; this page refreshes when they are ready.")
-    st.stop()
+    _busy()
 except Exception as exc:  # noqa: BLE001 - the dashboard shows any database problem as one line
     st.error(f"Cannot read `{db_path()}`: {str(exc).splitlines()[0]}")
     st.stop()
@@ -38,6 +71,14 @@ if not ready:
     st.stop()
 
 navigation = st.navigation([
-    st.Page(str(PAGES / "overview.py"), title="Overview", icon="📊", default=True),
+    st.Page(str(PAGES / name), title=title, icon=icon, url_path=url, default=(url == "overview"))
+    for name, title, icon, url in PAGE_FILES
 ])
-navigation.run()
+try:
+    sidebar_filters()
+    st.sidebar.caption(f"database `{db_path()}`")
+    navigation.run()
+except DatabaseBusy:
+    _busy()
+except DatabaseError as exc:
+    st.error(str(exc).splitlines()[0])

@@ -2,7 +2,8 @@
 
 Every query opens a read-only connection and closes it at once, so the
 dashboard never blocks a job. The cache key includes the database file's
-modification time, so cached results refresh when a job writes.
+modification time, so cached results refresh when a job writes. SQL is always
+parametrised (values travel as ``?`` parameters, never in the text).
 """
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from retcore.errors import DatabaseError
 from retcore.storage import connect, resolve_db_path
 
-__all__ = ["DatabaseBusy", "db_path", "db_stamp", "query"]
+__all__ = ["DatabaseBusy", "db_path", "db_stamp", "grids", "has_schema", "is_busy", "query", "tables"]
+
+_RETRIES = 5  # about 2.5 s of retrying before the page says a job is writing
 
 
 class DatabaseBusy(Exception):
@@ -31,42 +36,105 @@ def db_path() -> Path:
 
 def db_stamp(path: Path) -> float:
     """Last-modified time of the database and its WAL (0 when missing)."""
-    stamps = [p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()]
+    stamps = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            stamps.append(p.stat().st_mtime_ns / 1e9)
+        except OSError:
+            continue
     return max(stamps, default=0.0)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _cached_query(path: str, stamp: float, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
-    del stamp  # part of the cache key only
-    for attempt in range(6):
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "being written" in text
+
+
+def _read(path: str, sql: str, params: tuple[Any, ...], fetch) -> Any:
+    """Open read-only, ``fetch(con, sql, params)``, close; retry while locked."""
+    for attempt in range(_RETRIES):
         try:
-            with connect(path, read_only=True, timeout_s=0.5) as con:
-                return con.execute(sql, list(params)).df()
+            with connect(path, read_only=True, timeout_s=0.3) as con:
+                return fetch(con, sql, list(params))
         except DatabaseError as exc:
-            if "locked" not in str(exc) or attempt == 5:
+            if not _is_busy(exc) or attempt == _RETRIES - 1:
                 raise
-            time.sleep(0.25 * (attempt + 1))
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            # a writer checkpointing under us: treat like the lock, retry
+            if attempt == _RETRIES - 1:
+                raise DatabaseBusy(str(exc).splitlines()[0]) from exc
+        time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
-def query(sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
-    """Run parametrised ``sql`` read-only; cached until the database changes.
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_query(path: str, stamp: float, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
+    del stamp  # part of the cache key only
+    return _read(path, sql, params, lambda con, q, p: con.execute(q, p).df())
 
-    Raises :class:`DatabaseBusy` while a job holds the lock for more than ~5 s.
-    """
-    path = db_path()
+
+def _fetch_grids(con, sql: str, params: list) -> tuple[pd.DataFrame, np.ndarray]:
+    table = con.sql(sql, params=params).to_arrow_table()
+    cols = [c for c in table.column_names if c != "grid"]
+    meta = table.select(cols).to_pandas()
+    if table.num_rows == 0:
+        return meta, np.zeros((0, 0), np.float32)
+    grid = table.column("grid").combine_chunks()
+    values = grid.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    width = len(values) // table.num_rows
+    return meta, values.reshape(table.num_rows, width)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_grids(path: str, stamp: float, sql: str, params: tuple[Any, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+    del stamp
+    return _read(path, sql, params, _fetch_grids)
+
+
+def _guard(fn, *args):
     try:
-        return _cached_query(str(path), db_stamp(path), sql, tuple(params))
+        return fn(*args)
     except DatabaseError as exc:
-        if "locked" in str(exc):
+        if _is_busy(exc):
             raise DatabaseBusy(str(exc)) from exc
         raise
 
 
+def query(sql: str, params: tuple[Any, ...] | list[Any] = ()) -> pd.DataFrame:
+    """Run parametrised ``sql`` read-only; cached until the database changes.
+
+    Raises :class:`DatabaseBusy` while a job holds the lock for more than ~2.5 s.
+    """
+    path = db_path()
+    return _guard(_cached_query, str(path), db_stamp(path), sql, tuple(params))
+
+
+def grids(sql: str, params: tuple[Any, ...] | list[Any] = ()) -> tuple[pd.DataFrame, np.ndarray]:
+    """Run ``sql`` selecting a ``grid`` FLOAT[] column (all rows the same length) and other columns.
+
+    Returns:
+        (the other columns as a DataFrame, the grids as an (n, gh * gw) float32 array).
+    """
+    path = db_path()
+    return _guard(_cached_grids, str(path), db_stamp(path), sql, tuple(params))
+
+
+def tables() -> set[str]:
+    """Names of the tables in the database (empty when it does not exist)."""
+    if not db_path().exists():
+        return set()
+    return set(query("SELECT table_name FROM information_schema.tables")["table_name"])
+
+
+def is_busy() -> bool:
+    """One quick try: True while another process (a job) holds the database's write lock."""
+    try:
+        with connect(db_path(), read_only=True, timeout_s=0.0):
+            return False
+    except DatabaseError as exc:
+        return _is_busy(exc)
+
+
 def has_schema() -> bool:
     """True when the database exists and holds retcore's tables."""
-    path = db_path()
-    if not path.exists():
-        return False
-    tables = query("SELECT table_name FROM information_schema.tables")
-    return {"runs", "predictions", "metrics"} <= set(tables["table_name"])
+    return {"runs", "predictions", "metrics"} <= tables()

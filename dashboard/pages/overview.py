@@ -1,87 +1,94 @@
-"""Overview: runs and their status, then metrics and confusion of the selected run."""
+"""Overview: runs and live progress, then the selected run's headline metrics with
+intervals, confusion matrix, per-class table and reliability diagram."""
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard.data import DatabaseBusy, query
+from dashboard import analysis, queries
+from dashboard.filters import current
+from dashboard.ui import chart, fmt_ci, require
+from retcore import plots
 
 st.title("Overview")
 
-try:
-    runs = query(
-        "SELECT run_id, job, status, progress, progress_note, started_at, finished_at, heartbeat_at, model, "
-        "parent_run_id, error FROM runs ORDER BY started_at DESC"
-    )
-except DatabaseBusy:
-    st.warning("Results are being written; retrying shortly.")
-    st.stop()
+HEADLINE = [("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."), ("macro_f1", "Macro F1"),
+            ("macro_auroc", "Macro AUROC"), ("kappa", "Cohen's κ"), ("ece", "ECE")]
 
-if runs.empty:
-    st.info("The database has no runs yet. Run `retcore pipeline --demo` or `retcore finetune --data ...`.")
-    st.stop()
+
+def _runs_table(runs: pd.DataFrame) -> None:
+    st.dataframe(
+        runs, hide_index=True, width="stretch",
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+    )
+
+
+runs = queries.runs()
+require(not runs.empty, "The database has no runs yet. Run `retcore pipeline --demo` or `retcore finetune --data ...`.")
 
 st.subheader("Runs")
-st.dataframe(
-    runs, hide_index=True, width="stretch",
-    column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
-)
+if (runs["status"] == "running").any():
+    @st.fragment(run_every=2)
+    def _live() -> None:
+        latest = queries.runs()
+        _runs_table(latest)
+        for row in latest[latest["status"] == "running"].itertuples():
+            st.progress(float(row.progress or 0.0), text=f"{row.run_id}: {row.progress_note or 'running'}")
 
-trained = runs[(runs["job"] == "finetune")]
-if trained.empty:
-    st.info("No fine-tuning run yet.")
-    st.stop()
+    _live()
+else:
+    _runs_table(runs)
 
-options = trained["run_id"].tolist()
-current = st.query_params.get("run", options[0])
-run_id = st.selectbox("Run", options, index=options.index(current) if current in options else 0)
-st.query_params["run"] = run_id
+f = current()
+require(f.run, "No fine-tuning run has predictions yet: run `retcore predict --run RUN --split test`.")
+require(f.split, f"Run {f.run} has no predictions yet: run `retcore predict --run {f.run} --split test`.")
+classes = list(f.classes)
 
-splits = query("SELECT DISTINCT split FROM metrics WHERE run_id = ? ORDER BY split", (run_id,))["split"].tolist()
-if not splits:
-    st.info(f"Run {run_id} has no metrics yet (still training, or no `retcore predict --run {run_id}`).")
-    st.stop()
-default_split = "test" if "test" in splits else splits[0]
-split = st.radio("Split", splits, index=splits.index(default_split), horizontal=True)
+summary = analysis.headline(f.run, f.split, tuple(classes))
+require(summary["n"] > 0, f"Split {f.split} of run {f.run} has no labelled predictions.")
+st.subheader(f"Run {f.run} · {f.split} · {summary['n']:,} images")
+table = summary["table"].set_index("metric")
+cols = st.columns(len(HEADLINE))
+for col, (name, label) in zip(cols, HEADLINE):
+    if name not in table.index or pd.isna(table.loc[name, "value"]):
+        col.metric(label, "–")
+        continue
+    row = table.loc[name]
+    col.metric(label, f"{row['value']:.3f}", help=row["interval"] or None)
+    if pd.notna(row["low"]):
+        col.caption(f"95% CI {row['low']:.3f}–{row['high']:.3f}")
+st.caption(summary["note"])
 
-metrics = query("SELECT metric, class_name, value FROM metrics WHERE run_id = ? AND split = ?", (run_id, split))
-overall = metrics[metrics["class_name"] == ""].set_index("metric")["value"]
-cols = st.columns(6)
-for col, (name, label) in zip(cols, [("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."),
-                                      ("macro_f1", "Macro F1"), ("macro_auroc", "Macro AUROC"),
-                                      ("kappa", "Cohen's κ"), ("ece", "ECE")]):
-    value = overall.get(name)
-    col.metric(label, "–" if value is None or pd.isna(value) else f"{value:.3f}")
-st.caption(f"{int(overall.get('n', 0))} images in split {split}.")
-
-left, right = st.columns([1, 1])
+left, right = st.columns(2)
 with left:
-    st.subheader("Per class")
-    per_class = metrics[metrics["class_name"] != ""].pivot(index="class_name", columns="metric", values="value")
-    st.dataframe(per_class.round(3), width="stretch")
+    st.markdown("**Confusion matrix**")
+    confusion = queries.confusion(f.run, f.split)
+    cm = plots.confusion_matrix_chart(confusion, classes=classes, cell=min(64, 320 // max(len(classes), 1)))
+    chart(cm, confusion, f"confusion-{f.run}-{f.split}")
 with right:
-    st.subheader("Confusion matrix (row-normalised)")
-    confusion = query("SELECT true_label, pred_label, count FROM confusion WHERE run_id = ? AND split = ?",
-                      (run_id, split))
-    if confusion.empty:
-        st.info("No confusion matrix stored for this split.")
-    else:
-        confusion["share"] = confusion["count"] / confusion.groupby("true_label")["count"].transform("sum").clip(lower=1)
-        base = alt.Chart(confusion).encode(
-            x=alt.X("pred_label:N", title="Predicted"), y=alt.Y("true_label:N", title="True"))
-        heat = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
-                                                       title="Row share"),
-                                       tooltip=["true_label", "pred_label", "count", alt.Tooltip("share:Q", format=".2f")])
-        text = base.mark_text().encode(text="count:Q", color=alt.condition("datum.share > 0.5", alt.value("white"),
-                                                                            alt.value("black")))
-        st.altair_chart((heat + text).properties(height=320), width="stretch")
+    st.markdown("**Reliability diagram** (top-label confidence, 10 bins, Wilson 95% intervals)")
+    bins = analysis.reliability(f.run, f.split)
+    rel = plots.reliability_chart(bins)
+    chart(rel, bins, f"reliability-{f.run}-{f.split}",
+          caption=f"ECE {summary['ece']:.3f}: mean gap between confidence and accuracy, weighted by bin size.")
 
-epochs = query("SELECT epoch, train_loss, val_loss, val_accuracy, val_score FROM epochs WHERE run_id = ? "
-               "ORDER BY epoch", (run_id,))
+st.subheader("Per class")
+per_class = summary["per_class"]
+if f.cls:
+    per_class = per_class[per_class["class"] == f.cls]
+shown = pd.DataFrame({"class": per_class["class"], "support": per_class["support"]})
+for name in ("precision", "recall", "specificity", "f1"):
+    shown[name] = [fmt_ci(v, lo, hi) for v, lo, hi in
+                   zip(per_class[name], per_class[f"{name}_low"], per_class[f"{name}_high"])]
+if "auroc" in per_class:
+    shown["auroc"] = [fmt_ci(v, lo, hi) for v, lo, hi in
+                      zip(per_class["auroc"], per_class["auroc_low"], per_class["auroc_high"])]
+st.dataframe(shown, hide_index=True, width="stretch")
+st.caption("Value [95% interval]: Wilson for precision, recall and specificity; bootstrap for F1 and AUROC.")
+chart(plots.per_class_metric_chart(per_class, metrics_order=["precision", "recall", "f1"], classes=classes),
+      per_class, f"per-class-{f.run}-{f.split}")
+
+epochs = queries.epochs(f.run)
 if not epochs.empty:
-    st.subheader("Training curve")
-    long = epochs.melt("epoch", var_name="series", value_name="value")
-    st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-        x="epoch:Q", y="value:Q", color="series:N", tooltip=["epoch", "series", "value"]).properties(height=260),
-        width="stretch")
+    st.subheader("Training")
+    chart(plots.training_curves_chart(epochs), epochs, f"training-{f.run}")

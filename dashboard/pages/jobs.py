@@ -1,0 +1,65 @@
+"""Jobs: what ran, with which configuration, and the command that reruns it."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import queries
+from dashboard.commands import rerun_command
+from dashboard.data import db_path
+from dashboard.ui import require
+
+st.title("Jobs")
+st.caption("Every job invocation recorded in the database, newest first. Select one to see its configuration "
+           "and the exact command that reruns it.")
+
+jobs = queries.jobs()
+require(not jobs.empty, "No jobs recorded yet. Run `retcore pipeline --demo` or `retcore finetune --data ...`.")
+
+table = jobs[["run_id", "job", "status", "started_at", "seconds", "progress", "model", "parent_run_id"]]
+event = st.dataframe(
+    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="jobs-table",
+    column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+                   "seconds": st.column_config.NumberColumn("seconds", format="%.1f")},
+)
+rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
+ids = jobs["run_id"].tolist()
+wanted = st.query_params.get("job")
+default = ids[rows[0]] if rows else (wanted if wanted in ids else ids[0])
+run_id = st.selectbox("Job", ids, index=ids.index(default), key="jobs-pick")
+st.query_params["job"] = run_id
+row = jobs.set_index("run_id").loc[run_id]
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Rerun")
+    command = rerun_command(row["job"], row["config"], row["command"], run_id, db=str(db_path()))
+    st.code(command, language="bash")
+    if not (isinstance(row["command"], str) and row["command"].strip()):
+        st.caption("No command line was recorded (the job was started from Python); this one is rebuilt from "
+                   "its stored configuration.")
+    st.subheader("Configuration")
+    try:
+        st.json(json.loads(row["config"]) if row["config"] else {}, expanded=2)
+    except (TypeError, ValueError):
+        st.code(str(row["config"]))
+with right:
+    st.subheader("Run")
+    facts = {
+        "job": row["job"], "status": row["status"], "started": row["started_at"], "finished": row["finished_at"],
+        "duration (s)": None if pd.isna(row["seconds"]) else round(float(row["seconds"]), 1),
+        "progress": row["progress_note"], "parent run": row["parent_run_id"], "model": row["model"],
+        "dataset": row["dataset_id"], "seed": row["seed"], "checkpoint": row["checkpoint"],
+        "output folder": row["out_dir"], "code version": row["code_version"],
+    }
+    st.dataframe(pd.DataFrame({"field": list(facts), "value": [("" if v is None or (not isinstance(v, str) and
+                                                                                    pd.isna(v)) else str(v))
+                                                                 for v in facts.values()]}),
+                 hide_index=True, width="stretch")
+    if isinstance(row["error"], str) and row["error"]:
+        st.error(row["error"])
+    if isinstance(row["package_versions"], str) and row["package_versions"]:
+        with st.expander("Package versions"):
+            st.json(json.loads(row["package_versions"]))
