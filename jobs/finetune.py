@@ -160,6 +160,7 @@ def main(
     patient_regex: Annotated[str | None, typer.Option(help="Regex with a (?P<patient>...) group.")] = None,
     num_workers: int = 2,
     device: str = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on GPU and on CPUs with native bf16.")] = True,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad image instead of skipping it.")] = False,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run (default: generated).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue the run with this id from its last checkpoint.")] = None,
@@ -185,7 +186,7 @@ def main(
         weight_decay=weight_decay, layer_decay=layer_decay, drop_path=drop_path, smoothing=smoothing,
         auto_augment=None if auto_augment.lower() == "none" else auto_augment, re_prob=re_prob,
         crop_scale=(crop_scale_min, 1.0), eye=eye, freeze_backbone=freeze_backbone,
-        include_conflicting=include_conflicting, seed=seed, num_workers=num_workers, device=device,
+        include_conflicting=include_conflicting, seed=seed, num_workers=num_workers, device=device, amp=amp,
         guide=guide, guide_weight=guide_weight, guide_form=guide_form, guide_radius=guide_radius,
         guide_mask_bits=guide_mask_bits,
     )

@@ -20,7 +20,7 @@ __all__ = ["DEMO_FINETUNE", "main"]
 # Hyper-parameters of the demo run: a small ViT trained from scratch on ~560
 # images on a 2-core CPU. No pretrained weights, so no layer-wise lr decay.
 DEMO_FINETUNE = dict(
-    model="demo", epochs=30, warmup_epochs=3, batch_size=32, blr=2e-3, layer_decay=1.0,
+    model="demo", epochs=40, warmup_epochs=3, batch_size=32, blr=2e-3, layer_decay=1.0,
     weight_decay=0.05, drop_path=0.0, smoothing=0.1, auto_augment=None, re_prob=0.0,
     crop_scale=(0.7, 1.0), min_lr=1e-5,
 )
@@ -36,6 +36,22 @@ def _finished_run(db: Path, config: dict) -> str | None:
         if json.loads(saved) == json.loads(json.dumps(config)):
             return run_id
     return None
+
+
+def finetune_demo(cfg, manifest: Path, db_path: Path, *, results: Path | None, force: bool, command: str,
+                  label: str = "finetune") -> str:
+    """Fine-tune ``cfg`` on the demo ``manifest`` (default split settings), or reuse an identical
+    succeeded run unless ``force``; return the run id."""
+    from jobs.finetune import run_finetune
+    from retcore.data import DEFAULT_PATIENT_REGEX
+
+    config = {"finetune": cfg.to_dict(), "data": str(manifest.resolve()), "val": 0.15, "test": 0.15,
+              "split_seed": 0, "patient_regex": DEFAULT_PATIENT_REGEX}
+    run_id = None if force else _finished_run(db_path, config)
+    if run_id:
+        typer.echo(f"{label}: reusing finetune run {run_id} (pass --force to retrain)")
+        return run_id
+    return run_finetune(cfg, manifest, db=db_path, results=results, command=command)
 
 
 @friendly_errors
@@ -57,7 +73,6 @@ def main(
     if not demo:
         raise typer.BadParameter("only the demo pipeline exists so far: pass --demo")
     from jobs.explain import run_explain
-    from jobs.finetune import run_finetune
     from jobs.predict import run_predict
     from retcore.demo import DemoConfig, make_demo_dataset
     from retcore.storage.runs import open_db
@@ -72,15 +87,7 @@ def main(
     if epochs is not None:
         params["epochs"] = epochs
     cfg = FinetuneConfig(**params)
-    from retcore.data import DEFAULT_PATIENT_REGEX
-
-    config = {"finetune": cfg.to_dict(), "data": str(manifest.resolve()), "val": 0.15, "test": 0.15,
-              "split_seed": 0, "patient_regex": DEFAULT_PATIENT_REGEX}
-    run_id = None if force else _finished_run(db_path, config)
-    if run_id:
-        typer.echo(f"finetune: reusing succeeded run {run_id} (pass --force to retrain)")
-    else:
-        run_id = run_finetune(cfg, manifest, db=db_path, results=results, command=command_line())
+    run_id = finetune_demo(cfg, manifest, db_path, results=results, force=force, command=command_line())
     for split in ("val", "test"):
         run_predict(run_id, split, db=db_path, command=command_line())
     chosen = [m.strip() for m in methods.split(",") if m.strip()]

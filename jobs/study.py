@@ -63,10 +63,8 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp",
     from tqdm.auto import tqdm
 
     from jobs.explain import run_explain
-    from jobs.finetune import run_finetune
-    from jobs.pipeline import _finished_run
+    from jobs.pipeline import finetune_demo
     from jobs.predict import run_predict
-    from retcore.data import DEFAULT_PATIENT_REGEX
     from retcore.demo import make_demo_dataset
     from retcore.storage import connect
     from retcore.storage.runs import open_db, record_run
@@ -92,14 +90,9 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp",
         for seed in seeds:
             for arm, arm_cfg in arms.items():
                 cfg = dataclasses.replace(arm_cfg, seed=seed)
-                run_config = {"finetune": cfg.to_dict(), "data": str(manifest.resolve()), "val": 0.15, "test": 0.15,
-                              "split_seed": 0, "patient_regex": DEFAULT_PATIENT_REGEX}
-                run_id = None if force else _finished_run(db_path, run_config)
-                if run_id:
-                    tqdm.write(f"study: seed {seed} {arm}: reusing finetune run {run_id}")
-                else:
-                    tqdm.write(f"study: seed {seed} {arm}: fine-tuning")
-                    run_id = run_finetune(cfg, manifest, db=db_path, results=results, command=command)
+                tqdm.write(f"study: seed {seed} {arm}")
+                run_id = finetune_demo(cfg, manifest, db_path, results=results, force=force, command=command,
+                                       label=f"study seed {seed} {arm}")
                 run_predict(run_id, "test", db=db_path, batch_size=batch_size, device=cfg.device,
                             num_workers=cfg.num_workers, command=command)
                 explain_id = run_explain(run_id, [method], "test", db=db_path, results=results, device=cfg.device,

@@ -149,7 +149,7 @@ def _posterior_pole_point(rng, disc, disc_r, fovea, fov_c, fov_r):
     return fovea + rng.normal(0.0, 0.1 * fov_r, 2)
 
 
-DR_LESION_SCALE = 1.7
+DR_LESION_SCALE = 2.2
 """Size of the red DR lesions (micro-aneurysms, haemorrhages) relative to a typical 45-degree photo at this
 resolution: at 224 px true-to-scale micro-aneurysms are about one pixel, too faint for a ViT trained from scratch
 in minutes, so the demo draws them 1.7x larger (still within the lesion sizes seen on real photos). The bright
@@ -158,9 +158,9 @@ lesions (exudates, cotton-wool spots) keep their size: larger bright plaques pul
 
 def _diabetic_retinopathy(img, rng, disc, disc_r, fovea, fov_c, fov_r, u, mask):
     ur = u * DR_LESION_SCALE  # red lesions
-    n = int(rng.integers(15, 41))
+    n = int(rng.integers(25, 51))
     # 0 micro-aneurysm, 1 dot-blot haemorrhage, 2 flame haemorrhage, 3 hard-exudate cluster, 4 cotton-wool spot
-    kinds = rng.choice(5, size=n, p=[0.17, 0.38, 0.12, 0.25, 0.08])
+    kinds = rng.choice(5, size=n, p=[0.20, 0.42, 0.15, 0.17, 0.06])
     spots: list[tuple[float, float, float]] = []  # output px (x, y, r)
     flames: list[tuple[float, float, float, float, float]] = []  # output px (x, y, rx, ry, angle)
     exudates: list[np.ndarray] = []

@@ -15,7 +15,8 @@ class FinetuneConfig:
     256`` with ``blr = 5e-3``, layer-wise lr decay 0.65, weight decay 0.05 (none
     on 1-D parameters), drop path 0.2, 50 epochs with 10 warm-up epochs and a
     half-cycle cosine to ``min_lr`` per iteration, label smoothing 0.1,
-    RandAugment ``rand-m9-mstd0.5-inc1``, random erasing 0.25, bf16 autocast on GPU.
+    RandAugment ``rand-m9-mstd0.5-inc1``, random erasing 0.25, bf16 autocast on GPU
+    and on CPUs with native bf16 (``amp``; ``--no-amp`` for fp32).
 
     Guided fine-tuning (``retcore.guide``): ``guide`` = ``center`` | ``anatomy`` |
     ``mask`` (None = plain fine-tuning) adds ``guide_weight x`` the penalty form

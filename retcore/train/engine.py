@@ -7,6 +7,7 @@ within 10% of the bare loop.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -20,7 +21,7 @@ GuidePenalty = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, to
                        tuple[torch.Tensor, torch.Tensor]]
 """``(model, images, labels, allowed, weight) -> (logits, penalty)``, see ``retcore.guide.penalty``."""
 
-__all__ = ["GuidePenalty", "autocast", "predict_probs", "resolve_device", "train_one_epoch"]
+__all__ = ["GuidePenalty", "autocast", "cpu_bf16_supported", "predict_probs", "resolve_device", "train_one_epoch"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -30,10 +31,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
+def cpu_bf16_supported() -> bool:
+    """True when this CPU runs bf16 matrix products natively (oneDNN: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager:
-    """bf16 autocast on CUDA when ``enabled``; a no-op on CPU (fp32 is faster there)."""
+    """bf16 autocast when ``enabled`` on CUDA and on CPUs with native bf16 (about 2x faster there than
+    fp32 for the demo ViT on this project's 2-core machine); otherwise a no-op (fp32)."""
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if enabled and device.type == "cpu" and cpu_bf16_supported():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
 
