@@ -98,9 +98,9 @@ def paired_tests(per_image: pd.DataFrame, arm_a: str = "baseline", arm_b: str = 
     ``center_score``; McNemar (exact) on ``correct``.
     """
     key = ["seed", "image_id"]
-    a = per_image[per_image["arm"] == arm_a].set_index(key)
-    b = per_image[per_image["arm"] == arm_b].set_index(key)
-    both = a.join(b, lsuffix="_a", rsuffix="_b", how="inner")
+    a = per_image[per_image["arm"] == arm_a]
+    b = per_image[per_image["arm"] == arm_b]
+    both = a.merge(b, on=key, how="inner", suffixes=("_a", "_b"))
     rows = []
     for quantity in ("marker_mass", "center_score"):
         pair = both[[f"{quantity}_a", f"{quantity}_b"]].apply(pd.to_numeric, errors="coerce").dropna()
