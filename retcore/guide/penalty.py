@@ -156,16 +156,18 @@ def patch_relevance(model: nn.Module, maps: list[torch.Tensor], logits: torch.Te
 
     Differentiable through the attention maps; the attention gradients are constants.
     """
-    score = logits.gather(1, labels.long()[:, None]).sum()
+    score = logits.float().gather(1, labels.long()[:, None]).sum()
     grads = torch.autograd.grad(score, maps, retain_graph=True)
     batch, _, n, _ = maps[0].shape
-    w = _readout_weights(model, batch, n, maps[0])
-    v = w
+    w = _readout_weights(model, batch, n, maps[0].float())
+    # u = w^T (I + A_L) ... (I + A_1) - w^T, accumulated directly (u <- u + (w + u) A_l) and in float32:
+    # early in training the A_bar are ~1e-9 of w, and forming the product first would cancel to 0.
+    u = torch.zeros_like(w)
     for a, g in zip(reversed(maps), reversed(grads)):
-        a_bar = (g.detach() * a).clamp(min=0).mean(1)  # (B, N, N)
-        v = v + torch.bmm(v.unsqueeze(1), a_bar).squeeze(1)
+        a_bar = (g.detach().float() * a.float()).clamp(min=0).mean(1)  # (B, N, N)
+        u = u + torch.bmm((w + u).unsqueeze(1), a_bar).squeeze(1)
     prefix = int(getattr(model, "num_prefix_tokens", 1))
-    return (v - w)[:, prefix:].float()
+    return u[:, prefix:]
 
 
 @register_penalty("relevance")

@@ -69,3 +69,19 @@ def test_explicit_attention_restores_the_flags(setup) -> None:
     with explicit_attention(model) as mods:
         assert not any(m.fused_attn for m in mods)
     assert [b.attn.fused_attn for b in model.blocks] == flags
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_penalty_under_bf16_with_a_fresh_retfound_head(form: str) -> None:
+    """A RETFound head (std 2e-5) makes the explanations ~1e-9 of the read-out: the share must
+    still be computed (no cancellation to 0), also under bf16 autocast."""
+    torch.manual_seed(1)
+    model = create_model("demo", 4, img_size=64)
+    images = torch.randn(2, 3, 64, 64)
+    allowed = torch.zeros(2, 1, 64, 64)
+    allowed[..., :32] = 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, p = get_penalty(form)(model, images, torch.tensor([0, 1]), allowed, torch.ones(2))
+    assert 0.2 < float(p.detach()) < 0.8
+    p.backward()
+    assert _grad_norm(model) > 0
