@@ -265,18 +265,19 @@ class LRPMethod(Method):
     autocast = False
 
     def compute(self, trace: Trace) -> torch.Tensor:
-        """(B, Np) read-out of ``prod_l (I + mean_h clamp(R_A * dA, 0))``."""
-        chain = trace.weights.unsqueeze(1).clone()  # (B, 1, N): w^T (I + cam_{L-1}) ... so far
+        """(B, Np) read-out of ``prod_l (I + mean_h clamp(R_A * dA, 0)) - I`` (identity path left out, as ``gae``)."""
+        w = trace.weights.unsqueeze(1)  # (B, 1, N)
+        extra = torch.zeros_like(w)  # w^T (I + cam_{L-1}) ... so far, minus w^T (the identity path)
 
         def on_attention(index: int, images: slice, r_a: torch.Tensor) -> None:
             # w^T cam = mean_h (w^T clamp(R_A * dA, 0)_h): one batched product, cam never formed
             positive = r_a.mul_(trace.grads[index][images].to(r_a.dtype)).clamp_(min=0)
-            r = chain[images]
-            r += torch.matmul(r.unsqueeze(1), positive).mean(1)
+            r = w[images] + extra[images]
+            extra[images] += torch.matmul(r.unsqueeze(1), positive).mean(1)
 
         propagate_blocks(trace, head_relevance(trace), stop_layer=trace.start_layer, to_input=False,
                          on_attention=on_attention)
-        return chain[:, 0, trace.num_prefix_tokens:]
+        return extra[:, 0, trace.num_prefix_tokens:]
 
 
 @register_method("lrp_pixels")

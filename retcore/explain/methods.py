@@ -326,9 +326,16 @@ class GAEMethod(Method):
     gradients = True
 
     def compute(self, trace: Trace) -> torch.Tensor:
-        """(B, Np) read-out of ``prod_l (I + mean_h clamp(dA_l * A_l, 0))`` from ``start_layer``."""
-        r = trace.weights.unsqueeze(1)  # (B, 1, N)
+        """(B, Np) read-out of ``prod_l (I + mean_h clamp(dA_l * A_l, 0)) - I`` from ``start_layer``.
+
+        The identity (residual) path is left out: for a CLS read-out it only reaches the CLS
+        column, which is dropped anyway (the authors' maps are unchanged); for the mean read-out
+        of average-pool heads it would add the same 1/Np to every patch and, on a trained model
+        whose attention terms are small, swamp the map (every zone score ~1.0).
+        """
+        w = trace.weights.unsqueeze(1)  # (B, 1, N)
+        extra = torch.zeros_like(w)  # w^T prod (I + mean_h P_h) - w^T: the part that flows through attention
         for i in range(trace.info.depth - 1, trace.start_layer - 1, -1):
             positive = trace.grad(i).mul_(trace.attention(i)).clamp_(min=0)  # (B, H, N, N)
-            r = r + torch.matmul(r.unsqueeze(1), positive).mean(1)  # w^T (I + mean_h P_h), no head mean formed
-        return r[:, 0, trace.num_prefix_tokens:]
+            extra = extra + torch.matmul((w + extra).unsqueeze(1), positive).mean(1)  # no head mean formed
+        return extra[:, 0, trace.num_prefix_tokens:]

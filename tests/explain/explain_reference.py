@@ -298,7 +298,9 @@ class RefViT:
             grad = blk.attn.attn_grad[0]
             cams.append((grad * cam).clamp(min=0).mean(0, keepdim=True))
         joint = ref_rollout(cams, start_layer, normalize=False)
-        return ref_readout(joint, self.pool_kind)
+        # retcore leaves the identity (residual) path out; for a CLS read-out that only touches the
+        # dropped CLS column, so the authors' maps are unchanged
+        return ref_readout(joint - torch.eye(joint.shape[-1], dtype=joint.dtype), self.pool_kind)
 
 
 def ref_rollout(mats, start_layer=0, normalize=False):
@@ -352,4 +354,4 @@ def ref_baselines(model, image, target, start_layer=0):
     for a, g in list(zip(attns, grads))[start_layer:]:
         R = R + torch.bmm((g * a).clamp(min=0).mean(1), R)
     return {"rollout": ref_readout(rollout, kind), "attention": attention, "gradcam": gradcam,
-            "gae": ref_readout(R, kind)}
+            "gae": ref_readout(R - torch.eye(R.shape[-1], dtype=R.dtype), kind)}
