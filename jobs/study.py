@@ -49,7 +49,7 @@ ORDER BY p.image_id
 """One row per test image of a finetune run: correctness, zone scores and localisation of one method."""
 
 
-def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp", data_dir: Path,
+def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_pixels", data_dir: Path,
                        db: Path | None = None, results: Path | None = None, force: bool = False,
                        batch_size: int = 32, command: str = "") -> str:
     """Run the study; return the study's run id.
@@ -149,7 +149,8 @@ def shortcut(
     guide_form: Annotated[str, typer.Option(help="relevance | input_gradient.")] = "relevance",
     guide_weight: Annotated[float, typer.Option(help="Lambda of the guide penalty.")] = 1.0,
     guide_radius: Annotated[float, typer.Option(help="--guide center: disk radius in FOV radii.")] = 0.6,
-    method: Annotated[str, typer.Option(help="Explanation method the study measures.")] = "lrp",
+    method: Annotated[str, typer.Option(help="Explanation method the study measures (pixel-level: the marker is "
+                                               "smaller than a token).")] = "lrp_pixels",
     shortcut_class: Annotated[str, typer.Option("--shortcut", help="Class carrying the marker.")] = "glaucoma",
     epochs: Annotated[int | None, typer.Option(help="Override the demo recipe's epochs.")] = None,
     n_images: int = 800,
