@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from retcore.stats import mcnemar
+
 __all__ = ["STUDY_METRICS", "arm_metrics", "paired_tests", "seed_summary"]
 
 STUDY_METRICS = (
@@ -85,9 +87,11 @@ def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "arm", "mean", "low", "high", "seeds"])
 
 
-def _mcnemar_exact(b: int, c: int) -> float:
-    n = b + c
-    return 1.0 if n == 0 else float(sps.binomtest(min(b, c), n, 0.5).pvalue)
+def _mcnemar_exact_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """Exact McNemar p-value (``retcore.stats.mcnemar`` forced to the binomial branch); 1 when no pair differs."""
+    if not (correct_a != correct_b).any():
+        return 1.0
+    return float(mcnemar(correct_a, correct_b, exact_below=len(correct_a) + 1).p_value)
 
 
 def paired_tests(per_image: pd.DataFrame, arm_a: str = "baseline", arm_b: str = "guided") -> pd.DataFrame:
@@ -120,5 +124,6 @@ def paired_tests(per_image: pd.DataFrame, arm_a: str = "baseline", arm_b: str = 
                  "mean_a": float(ca.mean()) if len(ca) else float("nan"),
                  "mean_b": float(cb.mean()) if len(cb) else float("nan"),
                  "mean_diff": float(cb.mean() - ca.mean()) if len(ca) else float("nan"),
-                 "statistic": float(min(only_a, only_b)), "p_value": _mcnemar_exact(only_a, only_b)})
+                 "statistic": float(min(only_a, only_b)),
+                 "p_value": _mcnemar_exact_p(ca, cb)})
     return pd.DataFrame(rows)
