@@ -7,6 +7,16 @@ the usual RETFound transforms run.
 
 Transforms take a PIL RGB image and return a float32 tensor (3, S, S),
 normalised with the ImageNet mean/std.
+
+timm's posterize ops map the top of the magnitude range to 0 bits
+(``PosterizeIncreasing``: ``4 - int(m / 10 * 4)``; with ``mstd0.5`` around
+``m9`` the drawn magnitude is clipped to 10 in ~2% of the draws). The pinned
+Pillow (13) refuses 0 bits (``ValueError: bits must be between or equal to 1
+and 8``; Pillow without that check returned a black image), so RETFound's
+policy ``rand-m9-mstd0.5-inc1`` crashed about one training image in 650.
+:func:`build_train_transform` therefore clamps the bits of the posterize ops
+of the augmentation it builds to [1, 8] (so the strongest magnitude keeps 1
+bit, the harshest posterize Pillow performs); timm itself is not patched.
 """
 from __future__ import annotations
 
@@ -18,15 +28,19 @@ import torch
 from PIL import Image
 from scipy import ndimage
 from timm.data import create_transform
+from timm.data.auto_augment import AugmentOp, AugMixAugment, AutoAugment, RandAugment
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision import transforms as T
 
 __all__ = [
     "DEFAULT_FOV_THRESHOLD",
     "EVAL_CROP_PCT",
+    "POSTERIZE_BITS",
+    "ClampedPosterizeLevel",
     "FovCrop",
     "build_eval_transform",
     "build_train_transform",
+    "clamp_posterize_bits",
     "fov_bbox",
     "fov_crop",
     "fov_square_box",
@@ -37,6 +51,9 @@ DEFAULT_FOV_THRESHOLD = 20.0
 
 EVAL_CROP_PCT = 0.875
 """RETFound eval crop share for img_size <= 224: resize to int(224 / 0.875) = 256, center-crop 224."""
+
+POSTERIZE_BITS = (1, 8)
+"""Bits per channel Pillow's ``ImageOps.posterize`` accepts (1 = two levels, 8 = unchanged)."""
 
 _WORK_SIDE = 512  # the FOV mask is computed on an image subsampled to at most this side
 _MIN_FOV_FRACTION = 0.01  # a bright region smaller than this share of the image is not a FOV
@@ -139,6 +156,59 @@ class FovCrop:
         return f"{type(self).__name__}(threshold={self.threshold})"
 
 
+class ClampedPosterizeLevel:
+    """A timm posterize level function whose bits are clamped to :data:`POSTERIZE_BITS`.
+
+    Call: ``(magnitude: float, hparams: dict) -> (bits: int,)``, the bits of the
+    wrapped timm function (e.g. ``PosterizeIncreasing``: 4 at magnitude 0 down
+    to 0 at magnitude 10) limited to [1, 8], so the strongest magnitude keeps
+    one bit per channel (the harshest posterize Pillow does) instead of
+    raising. Picklable (DataLoader workers) as long as the wrapped function is
+    a module-level function, as timm's are.
+    """
+
+    def __init__(self, level_fn: Callable[[float, dict], tuple[int]]) -> None:
+        self.level_fn = level_fn
+
+    def __call__(self, magnitude: float, hparams: dict) -> tuple[int]:
+        (bits,) = self.level_fn(magnitude, hparams)
+        low, high = POSTERIZE_BITS
+        return (min(max(int(bits), low), high),)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({getattr(self.level_fn, '__name__', self.level_fn)})"
+
+
+def _augment_ops(step: object) -> list[AugmentOp]:
+    """The timm ``AugmentOp`` objects inside one transform step (none for other steps)."""
+    if isinstance(step, RandAugment | AugMixAugment):
+        return list(step.ops)
+    if isinstance(step, AutoAugment):
+        return [op for sub_policy in step.policy for op in sub_policy]
+    return []
+
+
+def clamp_posterize_bits(steps: list[Callable]) -> int:
+    """Clamp the bits of every timm posterize op inside ``steps`` to [1, 8], in place.
+
+    Only the ``level_fn`` attribute of the ``AugmentOp`` instances found in
+    the RandAugment / AutoAugment / AugMix steps of ``steps`` is wrapped in
+    :class:`ClampedPosterizeLevel`; timm's module-level tables are untouched,
+    so no other transform changes. Idempotent.
+
+    Args:
+        steps: transform steps, e.g. ``Compose.transforms``.
+
+    Returns:
+        number of posterize ops whose level function is (now) clamped.
+    """
+    ops = [op for step in steps for op in _augment_ops(step) if op.name.startswith("Posterize")]
+    for op in ops:
+        if not isinstance(op.level_fn, ClampedPosterizeLevel):
+            op.level_fn = ClampedPosterizeLevel(op.level_fn)
+    return len(ops)
+
+
 def build_eval_transform(
     img_size: int = 224, *, crop_pct: float | None = None, fov: bool = True
 ) -> Callable[[Image.Image], torch.Tensor]:
@@ -188,6 +258,8 @@ def build_train_transform(
     FovCrop -> RandomResizedCrop(img_size, scale, ratio, bicubic) ->
     RandomHorizontalFlip(hflip) -> RandAugment(`auto_augment`) -> ToTensor ->
     Normalize(ImageNet mean/std) -> RandomErasing(re_prob, mode `re_mode`).
+    The posterize ops of the augmentation keep 1..8 bits at every magnitude
+    (see :func:`clamp_posterize_bits`).
 
     Args:
         img_size: output side in pixels.
@@ -224,4 +296,5 @@ def build_train_transform(
         re_count=re_count,
     )
     steps = list(timm_transform.transforms) if isinstance(timm_transform, T.Compose) else [timm_transform]
+    clamp_posterize_bits(steps)
     return T.Compose([FovCrop(), *steps] if fov else steps)

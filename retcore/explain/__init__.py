@@ -19,7 +19,11 @@ Methods (registry :data:`METHOD_REGISTRY`, ``@register_method(name)``,
 * ``lrp_pixels`` — full LRP to the input pixels (B, H, W) (z^B rule at the
   patch convolution);
 * ``gae`` — Chefer et al. ICCV 2021 generic attention explainability;
-* ``gradcam`` — Grad-CAM over the last block's attention heads;
+* ``gradcam`` — Grad-CAM: on the tokens the pool reads for average-pool
+  heads (channel weights = gradients averaged over the tokens, as
+  pytorch-grad-cam does for ViTs), over the last block's attention heads for
+  CLS heads (Chefer's baseline; a CLS read-out gives the last block's patch
+  tokens no gradient);
 * ``rollout`` — Abnar & Zuidema 2020 attention rollout;
 * ``attention`` — last-block attention.
 
@@ -29,8 +33,15 @@ mean (each token gets its share of each feature, the CLS token none;
 ``fc_norm``, like every LayerNorm, passes relevance unchanged) and (2) read
 out the mean of the patch-token rows of the rollout (patch columns only),
 because the prediction is a mean over patch tokens. The same read-out serves
-``gae``, ``rollout``, ``attention`` and ``gradcam``. ``readout='cls'`` /
-``'mean'`` overrides the choice.
+``gae``, ``rollout`` and ``attention`` (``gradcam`` needs none there: it works
+on the pooled tokens themselves). ``readout='cls'`` / ``'mean'`` overrides
+the choice.
+
+**When a method cannot explain a model.** ``explain_support(model, method)``
+returns None, or a one-line reason (not a supported ViT; LRP on blocks with
+in-place activations...); :func:`relevance` raises
+:class:`UnsupportedMethodError` (an :class:`UnsupportedModelError`) with the
+same reason rather than return empty maps.
 
 **Cost and precision.** ``lrp`` costs about 5 plain forward passes (ViT-B,
 224 px, batch 8, CPU; ``bench/explain.py``): forward, a backward to the
@@ -49,7 +60,13 @@ from __future__ import annotations
 from retcore.explain.api import relevance
 from retcore.explain.capture import Recorder, ViTInfo, capture, inspect_vit
 from retcore.explain.display import clip_percentile, normalize_minmax, normalize_sum, upsample
-from retcore.explain.errors import ExplainError, TargetError, UnknownMethodError, UnsupportedModelError
+from retcore.explain.errors import (
+    ExplainError,
+    TargetError,
+    UnknownMethodError,
+    UnsupportedMethodError,
+    UnsupportedModelError,
+)
 from retcore.explain.lrp import LRPMethod, LRPPixelsMethod  # importing registers lrp and lrp_pixels
 from retcore.explain.methods import (
     METHOD_REGISTRY,
@@ -57,8 +74,10 @@ from retcore.explain.methods import (
     GAEMethod,
     GradCAMMethod,
     Method,
+    Needs,
     RolloutMethod,
     Trace,
+    explain_support,
     get_method,
     list_methods,
     register_method,
@@ -75,15 +94,18 @@ __all__ = [
     "LRPMethod",
     "LRPPixelsMethod",
     "Method",
+    "Needs",
     "Recorder",
     "RolloutMethod",
     "TargetError",
     "Trace",
     "UnknownMethodError",
+    "UnsupportedMethodError",
     "UnsupportedModelError",
     "ViTInfo",
     "capture",
     "clip_percentile",
+    "explain_support",
     "get_method",
     "inspect_vit",
     "list_methods",

@@ -10,9 +10,10 @@ removed and the model is restored exactly: the ``fused_attn`` flag of every
 attention module, the ``training`` flag of every submodule and the
 ``requires_grad`` flag of every parameter. The hooks only read tensors (the
 one exception: the attention map of the first block whose gradient is
-requested is replaced by a leaf copy with ``requires_grad=True``; values are
-identical), so the logits are those of the model in eval mode with explicit
-attention.
+requested — or, with ``features=True`` and no such map upstream, the tokens
+the head pools — is replaced by a leaf copy with ``requires_grad=True``;
+values are identical), so the logits are those of the model in eval mode with
+explicit attention.
 
 :func:`inspect_vit` checks that a model is a timm ``VisionTransformer`` made
 of the parts the LRP rules know (``Block``, ``Attention`` without gate,
@@ -33,7 +34,8 @@ from torch import nn
 
 from retcore.explain.errors import UnsupportedModelError
 
-__all__ = ["BlockRecord", "EmbedRecord", "HeadRecord", "Recorder", "ViTInfo", "capture", "inspect_vit"]
+__all__ = ["BlockRecord", "EmbedRecord", "HeadRecord", "Recorder", "ViTInfo", "activation_support", "capture",
+           "inspect_vit"]
 
 POOLS = ("token", "avg")
 """Head poolings the read-outs and LRP rules support (timm ``global_pool``)."""
@@ -129,6 +131,25 @@ def inspect_vit(model: nn.Module) -> ViTInfo:
     )
 
 
+def activation_support(model: nn.Module, layers: Iterable[int]) -> str | None:
+    """Whether the activations of blocks ``layers`` can be recorded for LRP.
+
+    An MLP activation or LayerScale working in place (``inplace=True``)
+    overwrites the activations the LRP rules read.
+
+    Returns:
+        None when every block in ``layers`` can be recorded, else a one-line
+        reason naming the first block that cannot.
+    """
+    blocks = list(model.blocks)  # type: ignore[union-attr, arg-type]
+    for i in sorted(set(layers)):
+        blk = blocks[i]
+        if any(getattr(m, "inplace", False) for m in (blk.mlp.act, blk.ls1, blk.ls2)):
+            return (f"block {i} of model {_model_name(model)} uses an in-place activation or LayerScale, which "
+                    "overwrites the activations LRP needs: rebuild it without inplace=True")
+    return None
+
+
 @dataclass
 class BlockRecord:
     """Tensors of one block (``B`` images, ``N`` tokens, width ``D``, ``H`` heads).
@@ -172,11 +193,15 @@ class BlockRecord:
 @dataclass
 class HeadRecord:
     """Tensors of the head: ``tokens`` = output of the final ``norm`` (B, N, D),
-    ``head_in`` = input of the linear ``head`` (B, D), ``logits`` (B, C)."""
+    ``head_in`` = input of the linear ``head`` (B, D), ``logits`` (B, C) — all
+    detached; ``features`` = the same tokens as ``tokens`` but with their
+    autograd history (``capture(features=True)``), for gradients with respect
+    to the tokens the head pools."""
 
     tokens: torch.Tensor | None = None
     head_in: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 @dataclass
@@ -208,6 +233,12 @@ class Recorder:
             raise RuntimeError(f"the attention of block {index} was not captured")
         return attn
 
+    def features(self) -> torch.Tensor:
+        """The tokens the head pools (B, N, D), output of the final ``norm``, with their autograd history."""
+        if self.head.features is None:
+            raise RuntimeError("the head's input tokens were not captured: use capture(..., features=True)")
+        return self.head.features
+
 
 def _store(record: Any, name: str, what: str) -> Callable[..., None]:
     """A forward hook storing the detached ``input[0]`` or ``output`` of a module."""
@@ -226,12 +257,19 @@ def _store_pre(record: Any, name: str) -> Callable[..., None]:
     return hook
 
 
-def _store_attention(record: BlockRecord, needs_grad: bool) -> Callable[..., torch.Tensor | None]:
+def _store_live(record: Any, name: str, needs_grad: bool) -> Callable[..., torch.Tensor | None]:
+    """A forward hook storing a module's output with its autograd history (not detached).
+
+    With ``needs_grad`` (and grad mode on), an output that does not require
+    gradients yet is replaced by a leaf copy that does (same values), so the
+    target logits can be differentiated with respect to it.
+    """
+
     def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
         replaced = None
         if needs_grad and torch.is_grad_enabled() and not output.requires_grad:
             replaced = output.detach().requires_grad_(True)  # same values, now a leaf we can differentiate
-        record.attn = output if replaced is None else replaced
+        setattr(record, name, output if replaced is None else replaced)
         return replaced
 
     return hook
@@ -246,6 +284,7 @@ def capture(
     activation_layers: Iterable[int] = (),
     head: bool = False,
     embedding: bool = False,
+    features: bool = False,
 ) -> Iterator[Recorder]:
     """Attach recording hooks to ``model`` for the duration of a ``with`` block.
 
@@ -259,6 +298,11 @@ def capture(
             stream and queries/keys are recorded (for LRP).
         head: record the final tokens, the head input and the logits.
         embedding: record the patch embedding (for pixel-level LRP).
+        features: record the tokens the head pools (output of the final
+            ``norm``, (B, N, D)) with their autograd history, differentiable
+            under ``torch.enable_grad()`` (Grad-CAM on tokens); the final
+            ``norm`` is an ``Identity`` for ``fc_norm`` heads, so these are
+            then the last block's output.
 
     Yields:
         a :class:`Recorder`, filled by each forward pass of ``model``.
@@ -271,13 +315,9 @@ def capture(
     for i in attention_set | activation_set:
         if not 0 <= i < len(blocks):
             raise IndexError(f"block {i} out of range for a model of depth {len(blocks)}")
-    for i in activation_set:
-        blk = blocks[i]
-        if any(getattr(m, "inplace", False) for m in (blk.mlp.act, blk.ls1, blk.ls2)):
-            raise UnsupportedModelError(
-                f"block {i} of model {_model_name(model)} uses an in-place activation or LayerScale, which "
-                "overwrites the activations LRP needs: rebuild it without inplace=True"
-            )
+    reason = activation_support(model, activation_set)
+    if reason is not None:
+        raise UnsupportedModelError(reason)
     rec = Recorder(info=info, blocks=[BlockRecord() for _ in blocks])
 
     training = [(m, m.training) for m in model.modules()]
@@ -291,13 +331,13 @@ def capture(
         for i in sorted(attention_set):
             attn = blocks[i].attn
             attn.fused_attn = False
-            handles.append(attn.attn_drop.register_forward_hook(_store_attention(rec.blocks[i], i in grad_set)))
+            handles.append(attn.attn_drop.register_forward_hook(_store_live(rec.blocks[i], "attn", i in grad_set)))
         for i in sorted(activation_set):
             blk, r = blocks[i], rec.blocks[i]
             attn = blk.attn
             attn.fused_attn = False
             if i not in attention_set:
-                handles.append(attn.attn_drop.register_forward_hook(_store_attention(r, False)))
+                handles.append(attn.attn_drop.register_forward_hook(_store_live(r, "attn", False)))
             handles += [
                 blk.norm1.register_forward_pre_hook(_store_pre(r, "x_in")),
                 attn.qkv.register_forward_hook(_store(r, "qkv_in", "in")),
@@ -322,6 +362,9 @@ def capture(
                 model.head.register_forward_hook(_store(rec.head, "head_in", "in")),  # type: ignore[union-attr]
                 model.head.register_forward_hook(_store(rec.head, "logits", "out")),  # type: ignore[union-attr]
             ]
+        if features:
+            norm = model.norm  # type: ignore[union-attr]
+            handles.append(norm.register_forward_hook(_store_live(rec.head, "features", True)))
         if embedding:
             pe = model.patch_embed  # type: ignore[attr-defined]
             handles += [

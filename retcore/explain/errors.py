@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from retcore.errors import RetcoreError
 
-__all__ = ["ExplainError", "TargetError", "UnknownMethodError", "UnsupportedModelError"]
+__all__ = ["ExplainError", "TargetError", "UnknownMethodError", "UnsupportedMethodError", "UnsupportedModelError"]
 
 
 class ExplainError(RetcoreError, ValueError):
@@ -12,6 +12,11 @@ class ExplainError(RetcoreError, ValueError):
 
 class UnsupportedModelError(ExplainError):
     """The model is not a timm ``VisionTransformer`` built from the supported parts."""
+
+
+class UnsupportedMethodError(UnsupportedModelError):
+    """A supported ViT that one explanation method cannot explain (the message says why);
+    ask first with :func:`retcore.explain.explain_support`."""
 
 
 class TargetError(ExplainError):

@@ -268,6 +268,7 @@ class RefViT:
         x = self.pos_add(x, self.pos_embed)
         for blk in self.blocks:
             x = blk.forward(x)
+        self.tokens = x  # what the pool reads (timm's final norm is an Identity for fc_norm heads)
         if self.pool_kind == "token":
             x = self.pool(self.norm(x))
         else:
@@ -338,18 +339,21 @@ def ref_baselines(model, image, target, start_layer=0):
     ref = RefViT(model)
     x = image.detach().clone().requires_grad_(True)
     out = ref.forward(x)
-    out[0, target].backward()
+    out[0, target].backward(retain_graph=True)
+    (d_tokens,) = torch.autograd.grad(out[0, target], ref.tokens)
     attns = [b.attn.attn.detach() for b in ref.blocks]  # (1, H, N, N)
     grads = [b.attn.attn_grad.detach() for b in ref.blocks]
     kind = ref.pool_kind
     rollout = ref_rollout([a.mean(1) for a in attns], start_layer, normalize=True)
     last, dlast = attns[-1], grads[-1]
     attention = ref_readout(last.mean(1), kind)
-    if kind == "token":
+    if kind == "token":  # Chefer's baseline: heads of the last attention map, CLS row
         a_rows, g_rows = last[0, :, 0, 1:], dlast[0, :, 0, 1:]
-    else:
-        a_rows, g_rows = last[0, :, 1:, 1:].mean(1), dlast[0, :, 1:, 1:].mean(1)
-    gradcam = (a_rows * g_rows.mean(-1, keepdim=True)).mean(0).clamp(min=0)[None]
+        gradcam = (a_rows * g_rows.mean(-1, keepdim=True)).mean(0).clamp(min=0)[None]
+    else:  # pytorch-grad-cam's recipe on the pooled patch tokens: channels = embedding dims
+        acts, grads_t = ref.tokens[0, 1:].detach(), d_tokens[0, 1:]  # (Np, D)
+        channel_weights = grads_t.mean(0)  # mean over the token "pixels"
+        gradcam = (acts * channel_weights).sum(-1).clamp(min=0)[None]
     R = torch.eye(attns[0].shape[-1], dtype=attns[0].dtype)[None]
     for a, g in list(zip(attns, grads))[start_layer:]:
         R = R + torch.bmm((g * a).clamp(min=0).mean(1), R)

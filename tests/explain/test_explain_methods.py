@@ -50,9 +50,11 @@ def test_every_method_runs_and_batches(shape: dict, pool: str) -> None:
         assert maps.dtype == torch.float64 and not maps.requires_grad
         assert torch.isfinite(maps).all(), name
         assert maps.abs().sum() > 0, name
-        # a batch gives the same maps as one image at a time
+        # a batch gives the same maps as one image at a time (a batching bug is off by O(max); the
+        # float64 summation order of BLAS kernels, which varies with thread count and load, moves
+        # lrp_pixels' nearly cancelling sums by up to ~1e-10 of the max)
         single = torch.cat([relevance(model, images[i:i + 1], name) for i in range(3)])
-        torch.testing.assert_close(maps, single, rtol=1e-9, atol=1e-12 * float(maps.abs().max()), msg=name)
+        torch.testing.assert_close(maps, single, rtol=1e-9, atol=1e-9 * float(maps.abs().max()), msg=name)
 
 
 def test_float32_model_gives_float32_maps() -> None:

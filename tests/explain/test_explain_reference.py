@@ -86,7 +86,8 @@ def test_lrp_float32_close_to_reference() -> None:
 @pytest.mark.parametrize("pool", ["token", "avg"])
 @pytest.mark.parametrize("shape", [SHAPES[1], SHAPES[2]])
 def test_baselines_match_reference_formulas(pool: str, shape: dict) -> None:
-    """rollout (row-normalised), raw attention, Grad-CAM over heads, GAE — from the authors' definitions."""
+    """rollout (row-normalised), raw attention, Grad-CAM (over heads for CLS heads, on the pooled tokens
+    for average-pool heads), GAE — from the authors' / pytorch-grad-cam's definitions."""
     model = make_vit(pool=pool, dtype=torch.float64, seed=7, **shape)
     images = make_images(2, shape["img"], dtype=torch.float64)
     for start_layer in (0, 1):
