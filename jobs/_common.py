@@ -46,7 +46,10 @@ def command_line() -> str:
 
 
 def friendly_errors(fn: F) -> F:
-    """Turn :class:`RetcoreError` into ``error: <one line>`` and exit code 2."""
+    """Turn :class:`RetcoreError` into ``error: <one line>`` and exit code 2; Ctrl-C into exit code 130.
+
+    The run's log (full traceback) is named when the job recorded one.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,10 +57,15 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except RetcoreError as exc:
             typer.secho(f"error: {str(exc).splitlines()[0]}", err=True, fg=typer.colors.RED)
+            log = getattr(exc, "retcore_log_path", None)
+            if log:
+                typer.secho(f"details: {log}", err=True)
             raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
-            typer.secho("interrupted: the run is marked failed; rerun with --resume to continue",
-                        err=True, fg=typer.colors.YELLOW)
+        except KeyboardInterrupt as exc:
+            log = getattr(exc, "retcore_log_path", None)
+            status = getattr(exc, "retcore_status", None) or (
+                "interrupted: rerun the same command to continue (fine-tuning: `retcore finetune --resume RUN`)")
+            typer.secho(status + (f" (log: {log})" if log else ""), err=True, fg=typer.colors.YELLOW)
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

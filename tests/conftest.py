@@ -63,3 +63,39 @@ def tiny_explained(tmp_path_factory, tiny_pipeline) -> dict:
     run_explain(tiny_pipeline["run_id"], methods, "test", db=db, results=root / "results", batch_size=8,
                 device="cpu", faithfulness_images=4)
     return {**tiny_pipeline, "db": db, "root": root, "methods": methods}
+
+
+def _start_and_kill(db: Path, run_id: str, job: str = "finetune", out_dir: str | None = None,
+                    progress: float = 0.3) -> None:
+    """A real process records a run, reports progress, then dies by SIGKILL mid-run."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import time
+        from retcore.storage.runs import record_run
+        with record_run({str(db)!r}, {job!r}, config={{"split": "test", "run": "ft"}}, run_id={run_id!r},
+                        out_dir={out_dir!r}, command="retcore {job} --db {db}") as rec:
+            rec.progress({progress!r}, "epoch 3/10", force=True)
+            print("ready", flush=True)
+            time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.fixture(scope="session")
+def start_and_kill():
+    """``start_and_kill(db, run_id, job='finetune', out_dir=None)``: a run whose process was SIGKILLed."""
+    return _start_and_kill

@@ -29,6 +29,10 @@ def _grid(row: pd.Series) -> np.ndarray:
     return np.asarray(row["grid"], dtype=np.float32).reshape(int(row["grid_h"]), int(row["grid_w"]))
 
 
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def _controls() -> dict:
     with st.expander("Display", expanded=False):
         c1, c2, c3, c4 = st.columns(4)
@@ -57,12 +61,14 @@ def _detail(image_id: str, display: dict) -> None:
     tiles, captions = [images.render_case(img["path"], lm, None, size, zones=display["zones"], disc=display["disc"])], \
         ["photo (model-input frame)"]
     for _, m in maps.iterrows():
-        full = images.load_heatmap(m["heatmap_path"], m["heatmap_sha256"], out_dir)
-        grid = full if full is not None else _grid(m)
+        full, problem = images.read_heatmap(m["heatmap_path"], m["heatmap_sha256"], out_dir)
+        grid, problem = images.choose_map(full, problem, _grid(m), _number(m["positive_sum"]))
+        notes = images.map_notes(m["method"], m["target_label"], grid, positive_sum=_number(m["positive_sum"]),
+                                 file_problem=problem)
         tiles.append(images.render_case(img["path"], lm, grid, size, cmap=display["cmap"], alpha=display["alpha"],
-                                        zones=display["zones"], disc=display["disc"]))
-        captions.append(f"{m['method']} · target {m['target_label']} ({m['target_kind']})"
-                        + ("" if full is not None else " · token grid"))
+                                        zones=display["zones"], disc=display["disc"], label=images.tile_label(notes)))
+        captions.append(" · ".join([f"{m['method']} · target {m['target_label']} ({m['target_kind']})"
+                                    + ("" if problem is None else " · token grid"), *(n.text for n in notes)]))
     if images.load_photo(img["path"]) is None:
         st.warning("The photo is not readable at its recorded path (moved, or outside the dataset roots); "
                    "maps are shown without it.")
@@ -131,19 +137,24 @@ def _gallery(cls: str, display: dict) -> None:
             per_method = {m: queries.image_grids(f.run, ids, m) for m in chosen}
             cols = st.columns(4 if len(chosen) <= 1 else 2)
             for i, row in enumerate(rows.itertuples(index=False)):
-                tiles = []
+                tiles, blank = [], []
                 for m in chosen or [None]:
-                    grid = None
+                    grid, label = None, None
                     if m is not None:
                         g = per_method[m]
                         g = g[g["image_id"] == row.image_id]
                         if not g.empty:
                             grid = _grid(g.iloc[0])
+                            label = images.tile_label(images.map_notes(
+                                m, g.iloc[0]["target_label"], grid, positive_sum=_number(g.iloc[0]["positive_sum"])))
+                            if label:
+                                blank.append(f"{m}: {label}")
                     tiles.append(images.render_case(row.path, lms.get(row.image_id), grid, size,
                                                     cmap=display["cmap"], alpha=display["alpha"],
-                                                    zones=display["zones"], disc=display["disc"], size=240))
+                                                    zones=display["zones"], disc=display["disc"], size=240,
+                                                    label=label))
                 col = cols[i % len(cols)]
-                parts = [f"**{row.label} → {row.pred}**", f"conf {row.confidence:.2f}"]
+                parts = [f"**{row.label} → {row.pred}**", f"conf {row.confidence:.2f}", *blank]
                 if pd.notna(row.center):
                     parts.append(f"center {row.center:.2f}")
                 if pd.notna(row.drift):

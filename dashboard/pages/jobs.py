@@ -1,4 +1,4 @@
-"""Jobs: what ran, with which configuration, and the command that reruns it."""
+"""Jobs: what ran, with which configuration, the command that reruns it, and why a run stopped."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,12 @@ from dashboard import queries
 from dashboard.commands import rerun_command
 from dashboard.data import db_path
 from dashboard.ui import require
+from retcore.storage.runs import UNFINISHED, log_dirs, log_tail, resume_hint
 
 st.title("Jobs")
-st.caption("Every job invocation recorded in the database, newest first. Select one to see its configuration "
-           "and the exact command that reruns it.")
+st.caption("Every job invocation recorded in the database, newest first. Select one to see its configuration, "
+           "the exact command that reruns it and, for a failed or interrupted run, the end of its log. A run whose "
+           "process stopped sending heartbeats (killed, machine stopped) shows as interrupted.")
 
 jobs = queries.jobs()
 require(not jobs.empty, "No jobs recorded yet. Run `retcore pipeline --demo` or `retcore finetune --data ...`.")
@@ -52,14 +54,32 @@ with right:
         "duration (s)": None if pd.isna(row["seconds"]) else round(float(row["seconds"]), 1),
         "progress": row["progress_note"], "parent run": row["parent_run_id"], "model": row["model"],
         "dataset": row["dataset_id"], "seed": row["seed"], "checkpoint": row["checkpoint"],
-        "output folder": row["out_dir"], "code version": row["code_version"],
+        "output folder": row["out_dir"], "log": row["log_path"], "code version": row["code_version"],
     }
     st.dataframe(pd.DataFrame({"field": list(facts), "value": [("" if v is None or (not isinstance(v, str) and
                                                                                     pd.isna(v)) else str(v))
                                                                  for v in facts.values()]}),
                  hide_index=True, width="stretch")
-    if isinstance(row["error"], str) and row["error"]:
-        st.error(row["error"])
+    if row["status"] == "interrupted" and row["recorded_status"] == "running":
+        seen = row["heartbeat_at"] if pd.notna(row["heartbeat_at"]) else row["started_at"]
+        st.warning(f"No heartbeat since {seen:%Y-%m-%d %H:%M:%S} UTC: the job's process is gone (killed, or the "
+                   "machine stopped); the next job records the run as interrupted. "
+                   f"To continue, {resume_hint(row['job'], run_id, row['config'], row['command'])}.")
+    elif isinstance(row["error"], str) and row["error"]:
+        (st.warning if row["status"] == "interrupted" else st.error)(row["error"])
+    if row["status"] in UNFINISHED:
+        text = {k: row[k] if isinstance(row[k], str) and row[k] else None for k in ("log_path", "out_dir",
+                                                                                    "parent_out_dir")}
+        log = text["log_path"]
+        tail = log_tail(log, run_id, log_dirs(db_path(), text["out_dir"], text["parent_out_dir"])) if log else None
+        if tail is not None:
+            st.markdown("**End of the log** (a failure's full traceback is here)")
+            st.code(tail, language="text")
+            st.caption(f"Whole log: `{log}`")
+        elif log:
+            st.caption(f"The log `{log}` is not readable here (moved, deleted, or outside this run's results folder).")
+        else:
+            st.caption("No log was recorded for this run (it ran before logs were kept, schema v4).")
     if isinstance(row["package_versions"], str) and row["package_versions"]:
         with st.expander("Package versions"):
             st.json(json.loads(row["package_versions"]))

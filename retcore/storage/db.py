@@ -5,13 +5,22 @@ read-only. Jobs therefore never keep a connection while computing: they open,
 write one transaction and close. Readers and writers that meet a lock retry
 with backoff for ``timeout_s`` seconds before giving up with a
 :class:`~retcore.errors.DatabaseError` naming the file and the fix.
+
+Within one process DuckDB shares one database instance between connections of
+the same mode and refuses a read-only connection while a read-write one is
+open (and vice versa). A job's background heartbeat thread writes while the
+job's own thread may be reading, so :func:`connect` waits (up to ``timeout_s``)
+until no connection of the other mode to the same file is open in this process.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -36,6 +45,54 @@ def is_lock_error(exc: BaseException) -> bool:
     )
 
 
+@dataclass
+class _Opened:
+    read_only: bool
+    threads: Counter = field(default_factory=Counter)
+
+
+_OPENED: dict[str, _Opened] = {}  # file -> mode and holders of this process's open connections
+_OPENED_CHANGED = threading.Condition()
+
+
+def _claim(key: str, read_only: bool, deadline: float) -> bool:
+    """Wait until this process holds no connection of the other mode to ``key``, then register one.
+
+    Returns False (not registered) for a thread that itself holds the other
+    mode: it would wait for itself, so DuckDB refuses the connection as before.
+    Raises ``TimeoutError`` when another thread keeps the other mode past ``deadline``.
+    """
+    me = threading.get_ident()
+    with _OPENED_CHANGED:
+        while True:
+            held = _OPENED.get(key)
+            if held is None or held.read_only == read_only:
+                break
+            if held.threads[me]:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(key)
+            _OPENED_CHANGED.wait(min(left, 0.5))
+        if held is None:
+            held = _OPENED[key] = _Opened(read_only)
+        held.threads[me] += 1
+        return True
+
+
+def _release(key: str) -> None:
+    me = threading.get_ident()
+    with _OPENED_CHANGED:
+        held = _OPENED.get(key)
+        if held is not None:
+            held.threads[me] -= 1
+            if held.threads[me] <= 0:
+                del held.threads[me]
+            if not held.threads:
+                del _OPENED[key]
+        _OPENED_CHANGED.notify_all()
+
+
 @contextmanager
 def connect(
     db: str | os.PathLike[str] | None = None,
@@ -57,11 +114,34 @@ def connect(
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
+    key = str(path.resolve())
+    try:
+        registered = _claim(key, read_only, deadline)
+    except TimeoutError:
+        raise DatabaseError(
+            f"database {path} is locked by another connection of this process; "
+            "retry, or pass another --db"
+        ) from None
+    try:
+        con = _open(path, read_only, deadline)
+    except BaseException:
+        if registered:
+            _release(key)
+        raise
+    try:
+        yield con
+    finally:
+        con.close()
+        if registered:
+            _release(key)
+
+
+def _open(path: Path, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` retried with backoff while the file is locked, until ``deadline``."""
     delay = 0.05
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
+            return duckdb.connect(str(path), read_only=read_only)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not is_lock_error(exc):
                 raise DatabaseError(f"cannot open database {path}: {exc}".splitlines()[0]) from exc
@@ -77,10 +157,6 @@ def connect(
                 f"cannot open database {path}: {str(exc).splitlines()[0]}; "
                 "is it a DuckDB 2.x file? move it aside and rerun the job"
             ) from exc
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 @contextmanager

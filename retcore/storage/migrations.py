@@ -206,7 +206,13 @@ _V3 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+# v4: where a run's log (header, outcome, full traceback of a failure) lies.
+# Runs may now also end ``interrupted`` (killed, Ctrl-C); status is free text.
+_V4 = [
+    "ALTER TABLE runs ADD COLUMN log_path VARCHAR",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

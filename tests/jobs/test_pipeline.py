@@ -79,7 +79,7 @@ def test_resume_continues_a_killed_run(tmp_path, tiny_demo, tiny_config, monkeyp
     with pytest.raises(KeyboardInterrupt):
         run_finetune(tiny_config(epochs=3), tiny_demo, db=db, results=tmp_path, run_id="r1")
     runs = _q(db, "SELECT status, error FROM runs")
-    assert runs["status"].item() == "failed" and "KeyboardInterrupt" in runs["error"].item()
+    assert runs["status"].item() == "interrupted" and "Ctrl-C" in runs["error"].item()
     monkeypatch.setattr(ft, "fit", real_fit)
     run_finetune(tiny_config(epochs=3), tiny_demo, db=db, results=tmp_path, run_id="r1", resume=True)
     runs = _q(db, "SELECT status FROM runs")

@@ -76,3 +76,61 @@ def test_corrupt_file_is_a_database_error(tmp_path):
         with connect(db):
             pass
     assert duckdb  # module imported for the error types
+
+
+def test_read_only_and_read_write_threads_of_one_process_take_turns(tmp_path):
+    """DuckDB refuses a read-only connection while the same process has a read-write one
+    open; connect() waits for it instead (a job's heartbeat thread writes while it reads)."""
+    import threading
+    import time
+
+    db = tmp_path / "r.duckdb"
+    with connect(db) as con:
+        migrate(con)
+    opened, release = threading.Event(), threading.Event()
+
+    def writer():
+        with connect(db) as con:
+            con.execute("INSERT INTO ingest_errors (path, reason) VALUES ('x', 'y')")
+            opened.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert opened.wait(5)
+        threading.Timer(0.3, release.set).start()
+        t0 = time.monotonic()
+        with connect(db, read_only=True, timeout_s=5) as con:
+            assert con.execute("SELECT count(*) FROM ingest_errors").fetchone()[0] == 1
+        assert time.monotonic() - t0 >= 0.2, "waited for the writer to close"
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_thread_holding_the_other_mode_too_long_gets_a_lock_error(tmp_path):
+    import threading
+
+    db = tmp_path / "r.duckdb"
+    with connect(db) as con:
+        migrate(con)
+    opened, release = threading.Event(), threading.Event()
+
+    def reader():
+        with connect(db, read_only=True):
+            opened.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        assert opened.wait(5)
+        with pytest.raises(DatabaseError, match="locked"):
+            with connect(db, timeout_s=0.3):
+                pass
+    finally:
+        release.set()
+        thread.join()
+    with connect(db) as con:  # free again
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0

@@ -35,13 +35,16 @@ def test_failing_run_is_marked_failed_with_one_line_error(tmp_path):
     assert status == "failed" and error == "ValueError: bad thing"
 
 
-def test_stale_running_runs_become_failed(tmp_path):
+def test_stale_running_runs_become_interrupted_with_a_resume_hint(tmp_path):
     db = tmp_path / "r.duckdb"
-    with record_run(db, "finetune", config={}, run_id="killed"):
+    with record_run(db, "finetune", config={}, run_id="killed", command="retcore finetune --data x --db r.duckdb"):
         pass
     with connect(db) as con:  # simulate a process killed mid-run an hour ago
         con.execute("UPDATE runs SET status = 'running', heartbeat_at = heartbeat_at - INTERVAL 1 HOUR")
     assert mark_stale_runs(db) == 1
-    (_, status, _, error, _, _), = _runs(db)
-    assert status == "failed" and "interrupted" in error
+    (_, status, _, error, _, finished), = _runs(db)
+    assert status == "interrupted" and error.startswith("interrupted: no heartbeat since ")
+    assert "retcore finetune --resume killed --db r.duckdb" in error
+    assert finished is not None
+    assert mark_stale_runs(db) == 0
     assert duckdb
