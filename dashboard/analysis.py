@@ -18,7 +18,10 @@ import streamlit as st
 from dashboard import queries
 from dashboard.data import db_path, db_stamp
 
-__all__ = ["boot_size", "headline", "reliability"]
+__all__ = ["ECE_BINS", "boot_size", "headline", "reliability"]
+
+#: Equal-width confidence bins of the headline ECE (as ``retcore export``).
+ECE_BINS = 15
 
 #: Budget of rows x resamples for one O(B N) bootstrap (keeps a page under ~2 s on 2 cores).
 BOOT_CELLS = 5_000_000
@@ -64,9 +67,12 @@ def headline(run: str, split: str, classes: tuple[str, ...]) -> dict[str, Any]:
     """Headline metrics with intervals, per-class metrics and ECE of one run and split.
 
     Returns dict: n; table (metric, value, low, high, interval); per_class (see
-    ``retcore.stats.classification.per_class_metrics`` plus auroc columns); ece; note.
+    ``retcore.stats.classification.per_class_metrics`` plus auroc columns); ece (the
+    value of the table's ``ece`` row, see ``retcore.stats.calibration_error``; NaN without
+    probabilities for the run's classes); note.
     """
-    from retcore.stats.classification import auroc_table, overall_metrics, per_class_metrics
+    from retcore.stats.classification import auroc_table, encode_labels, overall_metrics, per_class_metrics
+    from retcore.stats.classification import calibration_error as stats_calibration_error
 
     labels = list(classes)
     conf = queries.confusion(run, split)
@@ -86,6 +92,7 @@ def headline(run: str, split: str, classes: tuple[str, ...]) -> dict[str, Any]:
 
     meta, probs = queries.prediction_probs(run, split)
     note = "Intervals: Wilson for accuracy; bootstrap (1000) for the others."
+    ece = None
     per_class = per_class_metrics(y_true, y_pred, labels, n_boot=1000, seed=0)
     if probs.shape[1:] == (len(labels),):
         nb = boot_size(len(meta))
@@ -98,16 +105,18 @@ def headline(run: str, split: str, classes: tuple[str, ...]) -> dict[str, Any]:
         per_class["auroc"] = per_class["class"].map(per["auroc"])
         per_class["auroc_low"] = per_class["class"].map(per["low"])
         per_class["auroc_high"] = per_class["class"].map(per["high"])
+        ece = stats_calibration_error(probs.max(axis=1), probs.argmax(axis=1) == encode_labels(meta["label"], labels),
+                                n_boot=nb, seed=0)
+        ece_row = pd.DataFrame([{"metric": "ece", "value": ece.value, "low": ece.low, "high": ece.high, "n": len(meta),
+                                 "interval": f"bootstrap 95% ({nb} resamples of images), {ECE_BINS} equal-width bins"}])
+        overall = pd.concat([overall, ece_row], ignore_index=True)
         if nb < 1000:
-            note += f" AUROC: {nb} resamples on {len(meta):,} images."
-    bins = queries.reliability(run, split, 15)
-    ece = float((bins["n"] / bins["n"].sum() * (bins["correct"] / bins["n"] - bins["confidence"]).abs()).sum())
-    overall = pd.concat([overall, pd.DataFrame([{"metric": "ece", "value": ece, "low": np.nan, "high": np.nan,
-                                                 "n": n, "interval": "15 equal-width bins"}])], ignore_index=True)
+            note += f" AUROC and ECE: {nb} resamples on {len(meta):,} images."
     stored = _stored(run, split)
     if "accuracy" in stored and abs(stored["accuracy"] - w.value) > 1e-9:
         note += " (Recomputed from the stored predictions; the metrics table differs — rerun `retcore predict`.)"
-    return {"n": n, "table": overall, "per_class": per_class, "ece": ece, "note": note}
+    return {"n": n, "table": overall, "per_class": per_class, "ece": ece.value if ece is not None else float("nan"),
+            "note": note}
 
 
 @_stamped

@@ -1,6 +1,7 @@
 """``retcore export --study RUN``: the shortcut study's figures and markdown summary."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -42,8 +43,14 @@ def _load(db: Path | None, study: str) -> tuple[str, pd.DataFrame, dict]:
 
 
 def run_study_export(study: str, out: Path | None, *, db: Path | None = None) -> list[Path]:
-    """Write ``study_arms.{svg,png,pdf,csv}``, ``study_paired.csv`` and ``summary.md``; return the files."""
+    """Write ``study_arms.{svg,png,pdf,csv}``, ``study_paired.csv`` and ``summary.md``; return the files.
+
+    A progress bar over the figure's files goes to stderr.
+    """
+    from tqdm.auto import tqdm
+
     from jobs._common import results_dir
+    from jobs.export import FIGURE_FORMATS
     from retcore.plots import save_chart, study_arms_chart
     from retcore.study import seed_summary
 
@@ -56,8 +63,10 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None) ->
     files: list[Path] = []
     chart = study_arms_chart(summary, per_seed[["metric", "arm", "seed", "value"]], metrics=list(HEADLINE_METRICS),
                              title="Shortcut study: mean across seeds with 95% t-interval")
-    for fmt in ("svg", "png", "pdf"):
-        files.append(save_chart(chart, out / f"study_arms.{fmt}"))
+    with tqdm(FIGURE_FORMATS, desc=f"export {study}", unit="file", file=sys.stderr) as bar:
+        for fmt in bar:
+            bar.set_postfix_str(f"study_arms.{fmt}")
+            files.append(save_chart(chart, out / f"study_arms.{fmt}"))
     summary.to_csv(out / "study_arms.csv", index=False)
     per_seed.to_csv(out / "study_per_seed.csv", index=False)
     paired.to_csv(out / "study_paired.csv", index=False)

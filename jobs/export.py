@@ -16,6 +16,7 @@ they are missing.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,46 +218,33 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 class _Writer:
-    """Writes figures (svg/png/pdf + csv) into ``out`` and remembers them for the summary."""
+    """Writes figures (svg/png/pdf + csv) into ``out`` and remembers them for the summary;
+    ``bar`` (a tqdm bar in figures) advances by one per figure."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, bar: Any = None) -> None:
         self.out = out
+        self.bar = bar
         self.files: list[Path] = []
         self.figures: list[tuple[str, str]] = []
 
     def figure(self, name: str, caption: str, chart: alt.TopLevelMixin, data: pd.DataFrame) -> None:
         from retcore.plots import save_chart
 
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
         for fmt in FIGURE_FORMATS:
             self.files.append(save_chart(chart, self.out / f"{name}.{fmt}"))
         csv = self.out / f"{name}.csv"
         data.to_csv(csv, index=False)
         self.files.append(csv)
         self.figures.append((name, caption))
+        if self.bar is not None:
+            self.bar.update(1)
 
     def table(self, name: str, data: pd.DataFrame) -> None:
         path = self.out / f"{name}.csv"
         data.to_csv(path, index=False)
         self.files.append(path)
-
-
-def _ece_estimate(confidence, correct, n_bins: int, n_boot: int, seed: int):
-    """ECE (equal-width bins, as ``retcore.stats``) with a bootstrap interval over images."""
-    import numpy as np
-
-    from retcore.stats import bootstrap
-
-    conf = np.asarray(confidence, dtype=float)
-    hit = np.asarray(correct, dtype=float)
-    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1).clip(0)
-    onehot = np.eye(n_bins)[bins]
-
-    def ece(w, c, h, b):
-        count = w @ b
-        gap = np.abs((w * (h - c)) @ b)
-        return gap.sum(axis=1) / np.maximum(count.sum(axis=1), 1)
-
-    return bootstrap(ece, conf, hit, onehot, n_boot=n_boot, seed=seed, level=LEVEL)
 
 
 def _classification(data: RunData, w: _Writer, n_boot: int, seed: int) -> list[str]:
@@ -300,7 +288,7 @@ def _classification(data: RunData, w: _Writer, n_boot: int, seed: int) -> list[s
 
     overall = stats.overall_metrics(y, yhat, classes, n_boot=n_boot, seed=seed, level=LEVEL)
     acc = stats.wilson_interval(int(correct.sum()), len(correct), LEVEL)
-    ece = _ece_estimate(labelled["confidence"], correct, 15, n_boot, seed)
+    ece = stats.calibration_error(labelled["confidence"], correct, 15, n_boot=n_boot, seed=seed, level=LEVEL)
     macro = auroc[auroc["class"] == "macro"].iloc[0]
     by_name = overall.set_index("metric")
     headline = [
@@ -480,6 +468,21 @@ def _explanations(data: RunData, w: _Writer, zone_set: str, zone: str | None, n_
     return lines, missing
 
 
+def _expected_figures(data: RunData, zone: str | None) -> int:
+    """How many figures ``run_export`` will write for ``data``, as the progress bar's total.
+
+    An estimate from what was read (a figure whose data turns out empty is skipped);
+    the bar's total is set to the figures written when the export ends.
+    """
+    count = 4 + (not data.epochs.empty)  # confusion, per class, reliability, ROC; training curves
+    count += bool(data.strata["eye"].notna().any()) or "quality grade" in data.strata or not data.quality.empty
+    if not data.explanations.empty:
+        labels = data.predictions["label"].dropna()
+        count += 1 + (labels.nunique() >= 2)  # mean heatmaps; drift between classes
+        count += 2 * (zone is not None)  # zone distributions; zone vs confidence
+    return int(count)
+
+
 def run_export(run: str, out: Path | None = None, *, db: Path | None = None, split: str = "test",
                method: str | None = None, zone_set: str = "anatomy", zone: str | None = None,
                n_boot: int = 1000, n_permutations: int = 1000, seed: int = 0) -> ExportResult:
@@ -487,12 +490,28 @@ def run_export(run: str, out: Path | None = None, *, db: Path | None = None, spl
 
     ``out`` defaults to ``results/exports/<run>/`` beside the database. Returns the files
     written and the parts left out (e.g. the explanation figures of an unexplained run).
+    A progress bar over the figures goes to stderr.
     """
+    from tqdm.auto import tqdm
+
     data = load_run_data(db, run, split, method=method)
     zone = _pick_zone(data, zone_set, zone)
     out = Path(out) if out is not None else results_dir(db, None) / "exports" / data.run_id
     out.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out)
+    bar = tqdm(total=_expected_figures(data, zone), desc=f"export {data.run_id}", unit="figure", file=sys.stderr)
+    try:
+        result = _write_export(data, out, bar, split=split, zone_set=zone_set, zone=zone, n_boot=n_boot,
+                               n_permutations=n_permutations, seed=seed)
+        bar.total = bar.n  # the estimate may have counted a figure whose data was empty
+    finally:
+        bar.close()
+    return result
+
+
+def _write_export(data: RunData, out: Path, bar: Any, *, split: str, zone_set: str, zone: str | None,
+                  n_boot: int, n_permutations: int, seed: int) -> ExportResult:
+    """The body of :func:`run_export`: figures through a :class:`_Writer` on ``bar``, then summary.md."""
+    writer = _Writer(out, bar)
     result = ExportResult(data.run_id, out)
 
     lines = [f"# Run {data.run_id}: split `{split}`", ""]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -87,10 +88,12 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
     with record_run(db_path, "study", config=config, command=command, seed=seeds[0]) as rec:
         total = len(seeds) * len(arms)
         done = 0
+        bar = tqdm(total=total, desc="study", unit="run", file=sys.stderr)
         for seed in seeds:
             for arm, arm_cfg in arms.items():
                 cfg = dataclasses.replace(arm_cfg, seed=seed)
                 tqdm.write(f"study: seed {seed} {arm}")
+                bar.set_postfix(seed=seed, arm=arm)
                 run_id = finetune_demo(cfg, manifest, db_path, results=results, force=force, command=command,
                                        label=f"study seed {seed} {arm}")
                 run_predict(run_id, "test", db=db_path, batch_size=batch_size, device=cfg.device,
@@ -106,7 +109,9 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
                                         "metric": metric, "value": value, "n": n, "run_id": run_id,
                                         "explain_run_id": explain_id})
                 done += 1
+                bar.update(1)
                 rec.progress(done / total, f"seed {seed} {arm}")
+        bar.close()
         per_image = pd.concat(frames, ignore_index=True)
         paired = paired_tests(per_image)
         for row in paired.itertuples():

@@ -44,23 +44,14 @@ class ClassificationReport:
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
-    r"""Top-label ECE with ``n_bins`` equal-width confidence bins.
+    """Top-label ECE of probabilities ``probs`` (N, C) against labels ``y_true`` (N,): the
+    top-label confidence and correctness passed to :func:`retcore.stats.expected_calibration_error`."""
+    from retcore.stats import expected_calibration_error as ece
 
-    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{N}\,|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|
-    """
-    y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
-    if len(y_true) == 0:
+    if len(probs) == 0:
         return float("nan")
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return ece(probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y_true), n_bins)
 
 
 def _safe(fn, *args, **kwargs) -> float:

@@ -69,8 +69,10 @@ with right:
     st.markdown("**Reliability diagram** (top-label confidence, 10 bins, Wilson 95% intervals)")
     bins = analysis.reliability(f.run, f.split)
     rel = plots.reliability_chart(bins)
+    ece = table.loc["ece"] if "ece" in table.index else {}
     chart(rel, bins, f"reliability-{f.run}-{f.split}",
-          caption=f"ECE {summary['ece']:.3f}: mean gap between confidence and accuracy, weighted by bin size.")
+          caption=f"ECE {fmt_ci(ece.get('value'), ece.get('low'), ece.get('high'))} (95% bootstrap interval, "
+                  f"{analysis.ECE_BINS} bins): mean gap between confidence and accuracy, weighted by bin size.")
 
 st.subheader("Per class")
 per_class = summary["per_class"]

@@ -43,6 +43,7 @@ from retcore.stats.intervals import (
     Estimate,
     Seed,
     SortedRanks,
+    bootstrap,
     percentile_interval,
     resample_counts,
     rng_from,
@@ -53,6 +54,7 @@ from retcore.stats.intervals import (
 __all__ = [
     "OVERALL_METRICS",
     "auroc_table",
+    "calibration_error",
     "cohen_kappa",
     "confusion_matrix",
     "confusion_metrics",
@@ -314,11 +316,38 @@ def reliability_curve(confidence: np.ndarray, correct: np.ndarray, n_bins: int =
                          "accuracy_high": high, "count": count})
 
 
+def _ece_gaps(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> np.ndarray:
+    """(N, n_bins): each image's (correct - confidence) in its equal-width confidence bin, 0 elsewhere."""
+    conf, hit = _calibration_inputs(confidence, correct)
+    bins = np.minimum((conf * n_bins).astype(np.intp), n_bins - 1).clip(0)
+    gap = np.zeros((len(conf), n_bins))
+    gap[np.arange(len(conf)), bins] = hit - conf
+    return gap
+
+
+def _weighted_ece(w: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """ECE of each row of image weights ``w`` (b, N): sum_b |sum_i w_i gap_ib| / sum_i w_i."""
+    return np.abs(w @ gap).sum(axis=1) / w.sum(axis=1)
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
-    """Top-label ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width bins; NaN when empty."""
-    curve = reliability_curve(confidence, correct, n_bins)
-    total = curve["count"].sum()
-    if total == 0:
-        return float("nan")
-    used = curve[curve["count"] > 0]
-    return float((used["count"] / total * (used["accuracy"] - used["mean_confidence"]).abs()).sum())
+    r"""Top-label ECE over equal-width confidence bins; NaN when empty.
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{n_b}{N}\,|\mathrm{acc}_b - \mathrm{conf}_b|
+              = \frac{1}{N}\sum_b \Big|\sum_{i \in b} (\mathrm{correct}_i - \mathrm{conf}_i)\Big|
+
+    ``confidence`` (N,) top-label probability, ``correct`` (N,) bool; non-finite rows are dropped.
+    """
+    gap = _ece_gaps(confidence, correct, n_bins)
+    return float(_weighted_ece(np.ones((1, len(gap))), gap)[0]) if len(gap) else float("nan")
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15, n_boot: int = N_BOOT,
+                      seed: Seed = 0, level: float = 0.95) -> Estimate:
+    """:func:`expected_calibration_error` with a percentile-bootstrap interval over images.
+
+    Each resample reweights the images (``bootstrap``) and recomputes the binned gaps, so
+    the cost is O(n_boot x N x n_bins). Binned ECE is biased upwards, so for a well
+    calibrated model the interval can lie above the point value.
+    """
+    return bootstrap(_weighted_ece, _ece_gaps(confidence, correct, n_bins), n_boot=n_boot, seed=seed, level=level)

@@ -2,8 +2,9 @@
 
 Kept lean on purpose: per step it does exactly what a bare timm loop does
 (set lr, forward, loss, backward, optimizer step) and never synchronises with
-the device except once per epoch, so ``bench/train_step.py`` can hold it to
-within 10% of the bare loop.
+the device except once per epoch (and when a progress bar redraws: see
+:class:`RunningLoss`), so ``bench/train_step.py`` can hold it to within 10% of
+the bare loop.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ GuidePenalty = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, to
                        tuple[torch.Tensor, torch.Tensor]]
 """``(model, images, labels, allowed, weight) -> (logits, penalty)``, see ``retcore.guide.penalty``."""
 
-__all__ = ["GuidePenalty", "autocast", "cpu_bf16_supported", "predict_probs", "resolve_device", "train_one_epoch"]
+__all__ = ["GuidePenalty", "RunningLoss", "autocast", "cpu_bf16_supported", "predict_probs", "resolve_device",
+           "train_one_epoch"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -50,6 +52,35 @@ def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManag
     return nullcontext()
 
 
+class RunningLoss:
+    """Running mean of an epoch's training loss, summed on the device.
+
+    ``train_one_epoch`` adds every batch's loss without reading it back, so the
+    loop never waits for the device; :meth:`mean` reads it back, which does
+    wait, so a progress bar calls it only when it redraws.
+    """
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def reset(self, device: torch.device) -> None:
+        """Start from zero on ``device``."""
+        self.total = torch.zeros((), device=device)
+        self.count = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Add one batch's (scalar) loss; no device synchronisation."""
+        self.total += loss.detach()
+        self.count += 1
+
+    def mean(self) -> float:
+        """Mean loss so far (NaN before the first batch); waits for the device."""
+        if self.total is None or self.count == 0:
+            return float("nan")
+        return float(self.total.item() / self.count)
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable,
@@ -67,6 +98,7 @@ def train_one_epoch(
     guide: GuidePenalty | None = None,
     guide_weight: float = 0.0,
     guide_log: list[float] | None = None,
+    running_loss: RunningLoss | None = None,
 ) -> float:
     """Train one epoch; return the mean training loss.
 
@@ -78,10 +110,15 @@ def train_one_epoch(
     yield ``(images, labels, index, allowed (B,1,H,W), weight (B,))``, the loss
     is ``criterion + guide_weight x penalty``, and the mean penalty of the epoch
     is appended to ``guide_log``.
+
+    Progress: ``on_step(step)`` is called after every batch; ``running_loss``,
+    when given, is reset here and holds the epoch's loss so far, for a progress
+    bar to read when it redraws.
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=device)
+    running = running_loss if running_loss is not None else RunningLoss()
+    running.reset(device)
     penalty_total = torch.zeros((), device=device)
     seen = 0
     for step, (images, labels, *rest) in enumerate(batches):
@@ -105,7 +142,7 @@ def train_one_epoch(
         if (step + 1) % accum_iter == 0:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        total += loss.detach()
+        running.add(loss)
         seen += 1
         if on_step is not None:
             on_step(step)
@@ -114,7 +151,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
     if guide is not None and guide_log is not None:
         guide_log.append(float(penalty_total.item() / max(seen, 1)))
-    return float(total.item() / max(seen, 1))
+    return running.mean() if seen else 0.0
 
 
 @torch.no_grad()
