@@ -54,6 +54,15 @@ __all__ = [
     "zone_values",
 ]
 
+# An image's usable path: ``images.path`` is stored relative to its dataset's root folder
+# (a manifest's folder for a CSV root); rows from older versions hold absolute paths.
+# Needs ``images i`` and ``datasets d`` in the query.
+IMAGE_PATH = (
+    "CASE WHEN i.path LIKE '/%' OR i.path LIKE '\\%' OR regexp_matches(i.path, '^[A-Za-z]:') OR d.root IS NULL "
+    "THEN i.path WHEN lower(d.root) LIKE '%.csv' THEN parse_dirpath(d.root) || '/' || i.path "
+    "ELSE rtrim(d.root, '/') || '/' || i.path END"
+)
+
 #: Quality metrics offered as strata (``image_quality.metric``).
 QUALITY_METRICS = ("blur", "glare", "illumination_mean", "illumination_contrast", "off_centre")
 
@@ -66,20 +75,38 @@ _PRED_TARGET = "z.target = list_position(?::VARCHAR[], p.pred) - 1"
 # ------------------------------------------------------------------ runs and filters
 
 
+def _live_status(frame: pd.DataFrame) -> pd.DataFrame:
+    """Show a ``running`` run whose heartbeat is older than ``STALE_AFTER_S`` as ``interrupted``.
+
+    Derived here, after the cached query, from the current time (nothing is
+    written: the next job records it). ``recorded_status`` keeps the stored value.
+    """
+    from retcore.storage.runs import stale_cutoff
+
+    frame = frame.copy()
+    frame["recorded_status"] = frame["status"]
+    if frame.empty:
+        return frame
+    last = pd.to_datetime(frame["heartbeat_at"]).fillna(pd.to_datetime(frame["started_at"]))
+    cutoff = pd.Timestamp(stale_cutoff())
+    frame.loc[(frame["status"] == "running") & (last < cutoff), "status"] = "interrupted"
+    return frame
+
+
 def runs() -> pd.DataFrame:
-    """Every run, newest first, with status and live progress."""
-    return query(
+    """Every run, newest first, with status (a silent ``running`` run shows ``interrupted``) and live progress."""
+    return _live_status(query(
         "SELECT run_id, job, status, progress, progress_note, started_at, finished_at, heartbeat_at, model, "
         "parent_run_id, error FROM runs ORDER BY started_at DESC"
-    )
+    ))
 
 
 def trained_runs() -> pd.DataFrame:
     """Fine-tuning runs that have predictions: run_id, model, status, started_at, label (for a selector)."""
-    out = query(
-        "SELECT r.run_id, r.model, r.status, r.started_at FROM runs r WHERE r.job = 'finetune' "
+    out = _live_status(query(
+        "SELECT r.run_id, r.model, r.status, r.started_at, r.heartbeat_at FROM runs r WHERE r.job = 'finetune' "
         "AND EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = r.run_id) ORDER BY r.started_at DESC"
-    )
+    )).drop(columns=["heartbeat_at", "recorded_status"])
     out["label"] = [f"{r} · {m}" if isinstance(m, str) and m else r for r, m in zip(out["run_id"], out["model"])]
     return out
 
@@ -113,14 +140,24 @@ def run_classes(run: str) -> list[str]:
     return labels["label"].dropna().tolist()
 
 
+def _runs_columns() -> set[str]:
+    return set(query("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'")["column_name"])
+
+
 def jobs() -> pd.DataFrame:
-    """Every run with its configuration and command (the Jobs page)."""
-    return query(
-        "SELECT run_id, job, status, started_at, finished_at, "
-        "date_diff('millisecond', started_at, coalesce(finished_at, heartbeat_at)) / 1000.0 AS seconds, "
-        "progress, progress_note, parent_run_id, model, dataset_id, seed, config, command, checkpoint, out_dir, "
-        "code_version, package_versions, error FROM runs ORDER BY started_at DESC"
-    )
+    """Every run with its configuration, command and log (the Jobs page); status as in :func:`runs`.
+
+    ``parent_out_dir`` is the parent run's output folder (where an explain or
+    predict run's log lies); ``log_path`` is NULL before schema v4.
+    """
+    log = "r.log_path" if "log_path" in _runs_columns() else "NULL::VARCHAR AS log_path"
+    return _live_status(query(
+        "SELECT r.run_id, r.job, r.status, r.started_at, r.finished_at, r.heartbeat_at, "
+        "date_diff('millisecond', r.started_at, coalesce(r.finished_at, r.heartbeat_at)) / 1000.0 AS seconds, "
+        "r.progress, r.progress_note, r.parent_run_id, r.model, r.dataset_id, r.seed, r.config, r.command, "
+        f"r.checkpoint, r.out_dir, r.code_version, r.package_versions, r.error, {log}, p.out_dir AS parent_out_dir "
+        "FROM runs r LEFT JOIN runs p ON p.run_id = r.parent_run_id ORDER BY r.started_at DESC"
+    ))
 
 
 def dataset_roots() -> pd.DataFrame:
@@ -324,7 +361,8 @@ def case_list(run: str, split: str, method: str | None, cls: str, kind: str, ord
         "WITH p AS (SELECT p.image_id, p.label, p.pred, p.confidence, p.probs, p.correct FROM predictions p "
         "WHERE p.run_id = ? AND p.split = ?)" + zones +
         ", k AS (SELECT d.*, count(*) OVER () AS n_total FROM d WHERE " + kinds[kind] + ") "
-        "SELECT k.*, i.path, i.dataset_id, i.eye FROM k JOIN images i ON i.image_id = k.image_id "
+        f"SELECT k.*, {IMAGE_PATH} AS path, i.dataset_id, i.eye FROM k JOIN images i ON i.image_id = k.image_id "
+        "LEFT JOIN datasets d ON d.dataset_id = i.dataset_id "
         f"ORDER BY {order_sql}, k.image_id LIMIT ? OFFSET ?")
     return query(sql, (run, split, *zparams, cls, cls, int(limit), int(offset)))
 
@@ -332,7 +370,8 @@ def case_list(run: str, split: str, method: str | None, cls: str, kind: str, ord
 def case_detail(run: str, image_id: str) -> dict[str, pd.DataFrame]:
     """Everything about one image of a run: image, prediction, landmarks, quality, maps, zone scores."""
     out = {
-        "image": query("SELECT i.*, d.root FROM images i LEFT JOIN datasets d ON d.dataset_id = i.dataset_id "
+        "image": query(f"SELECT i.* REPLACE ({IMAGE_PATH} AS path), d.root FROM images i "
+                       "LEFT JOIN datasets d ON d.dataset_id = i.dataset_id "
                        "WHERE i.image_id = ?", (image_id,)),
         "prediction": query("SELECT * FROM predictions WHERE run_id = ? AND image_id = ?", (run, image_id)),
     }
@@ -355,10 +394,13 @@ def case_detail(run: str, image_id: str) -> dict[str, pd.DataFrame]:
 
 
 def image_grids(run: str, image_ids: list[str], method: str) -> pd.DataFrame:
-    """image_id, target, grid_h, grid_w, grid of ``method`` for a few images (a gallery page)."""
+    """image_id, target, target_kind, target_label, positive_sum, grid_h, grid_w, grid of ``method``
+    for a few images (a gallery page)."""
     if not image_ids:
-        return pd.DataFrame(columns=["image_id", "target", "grid_h", "grid_w", "grid"])
-    return query("SELECT image_id, target, target_kind, grid_h, grid_w, grid FROM explanations "
+        return pd.DataFrame(columns=["image_id", "target", "target_kind", "target_label", "positive_sum",
+                                     "grid_h", "grid_w", "grid"])
+    return query("SELECT image_id, target, target_kind, target_label, positive_sum, grid_h, grid_w, grid "
+                 "FROM explanations "
                  "WHERE run_id = ? AND method = ? AND image_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY image_id",
                  (run, method, list(image_ids)))
 
@@ -495,6 +537,7 @@ def reference_images(run: str, split: str, cls: str | None, limit: int = 12) -> 
     join = "LEFT JOIN landmarks l ON l.image_id = p.image_id" if lm else ""
     grade = "CASE l.quality_grade WHEN 'good' THEN 0 WHEN 'usable' THEN 1 ELSE 2 END" if lm else "0"
     return query(
-        f"SELECT p.image_id, i.path, {cols} FROM predictions p JOIN images i ON i.image_id = p.image_id {join} "
+        f"SELECT p.image_id, {IMAGE_PATH} AS path, {cols} FROM predictions p JOIN images i ON i.image_id = p.image_id "
+        f"LEFT JOIN datasets d ON d.dataset_id = i.dataset_id {join} "
         f"WHERE p.run_id = ? AND p.split = ? ORDER BY (p.label = ?) DESC, {grade}, p.image_id LIMIT ?",
         (run, split, cls or "", int(limit)))

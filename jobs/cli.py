@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import dashboard, demo_data, explain, export, finetune, pipeline, predict, study
+from jobs import dashboard, demo_data, explain, export, finetune, pipeline, predict, relocate, study
 
 app = typer.Typer(
     name="retcore",
@@ -19,6 +19,7 @@ app.command("explain")(explain.main)
 app.command("pipeline")(pipeline.main)
 app.command("dashboard")(dashboard.main)
 app.command("export")(export.main)
+app.command("relocate")(relocate.main)
 app.add_typer(study.app, name="study")
 
 if __name__ == "__main__":

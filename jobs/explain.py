@@ -3,10 +3,11 @@ faithfulness of a fine-tuned run's predictions.
 
 Per (run, image, method, target) it writes the token grid into
 ``explanations`` (with the map's concentration), the full-resolution map as a
-float16 ``.npy`` under ``results/heatmaps/<run>/<method>/`` (path and SHA-256
-in the row), zone scores in long format into ``zone_scores`` and, where the
+float32 ``.npy`` under ``results/heatmaps/<run>/<method>/`` (path relative to
+the results folder and SHA-256 in the row), zone scores in long format into ``zone_scores`` and, where the
 image has ground-truth masks, localisation scores. Landmarks and quality are
-computed once per image (not per run). Each batch lands in one transaction
+computed once per image (not per run), in the same DataLoader pass that decodes
+and FOV-crops each image once. Each batch lands in one transaction
 and a rerun computes only what is missing, so a killed job loses at most the
 batch in flight.
 """
@@ -32,6 +33,7 @@ def _existing(db, sql: str, params: list) -> set:
 
 
 def _atomic_npy(path: Path, array) -> str:
+    """Write ``array`` to ``path`` (write to a temporary file, then rename); return its SHA-256."""
     import hashlib
     import os
 
@@ -45,60 +47,75 @@ def _atomic_npy(path: Path, array) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def analyse_images(db, images, *, on_step=None) -> int:
-    """Landmarks and quality metrics for the images that have none yet; returns how many."""
-    import numpy as np
-    import pandas as pd
-
-    from retcore.anatomy import detect_landmarks
-    from retcore.data import load_rgb
+def _stored_targets(db, run_id: str, split: str, images, classes: list[str], target: str) -> dict[str, int]:
+    """Explained class per image id: the stored prediction (``pred``) or the label (``label``)."""
     from retcore.errors import DataError
-    from retcore.quality import quality_grade, quality_metrics
-    from retcore.storage.writes import write_image_analysis
+    from retcore.storage import connect
 
-    done = {row[0] for row in _existing(db, "SELECT image_id FROM landmarks", [])}
-    todo = images[~images["image_id"].isin(done)]
-    batch_lm, batch_q = [], []
-    for step, (image_id, path) in enumerate(todo[["image_id", "path"]].itertuples(index=False)):
-        try:
-            rgb = np.asarray(load_rgb(path))
-        except DataError:
-            continue  # recorded by the explanation stage as a skipped image
-        lm = detect_landmarks(rgb)
-        metrics = quality_metrics(rgb)
-        batch_lm.append({"image_id": image_id, **{k: v for k, v in lm.to_dict().items()},
-                         "quality_grade": quality_grade(metrics)})
-        batch_q += [{"image_id": image_id, "metric": k, "value": float(v)} for k, v in metrics.items()]
-        if len(batch_lm) == 64 or step == len(todo) - 1:
-            write_image_analysis(db, pd.DataFrame(batch_lm), pd.DataFrame(batch_q))
-            batch_lm, batch_q = [], []
-        if on_step:
-            on_step(step, len(todo))
-    if batch_lm:
-        write_image_analysis(db, pd.DataFrame(batch_lm), pd.DataFrame(batch_q))
-    return len(todo)
+    index = {c: i for i, c in enumerate(classes)}
+    if target == "label":
+        bad = sorted(set(images["label"]) - set(index))
+        if bad:
+            raise DataError(f"labels {bad} are not among the run's classes {classes}; explain with --target pred")
+        return {i: index[l] for i, l in zip(images["image_id"], images["label"])}
+    with connect(db, read_only=True) as con:
+        rows = con.execute("SELECT image_id, pred FROM predictions WHERE run_id = ? AND split = ?",
+                           [run_id, split]).fetchall()
+    return {i: index[p] for i, p in rows if p in index}
+
+
+def _landmarks(db, image_ids: list[str]) -> dict:
+    from retcore.inputs import landmarks_from_row
+    from retcore.storage import connect
+
+    with connect(db, read_only=True) as con:
+        rows = con.execute("SELECT * FROM landmarks WHERE image_id IN (SELECT unnest(?))", [image_ids]).df()
+    return {r["image_id"]: landmarks_from_row(r) for r in rows.to_dict("records")}
+
+
+def _loader(dataset, batch_size: int, num_workers: int, collate_fn=None):
+    import torch
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                      prefetch_factor=2 if num_workers > 0 else None)
 
 
 def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path | None = None,
                 results: Path | None = None, target: str = "pred", batch_size: int = 8, device: str = "auto",
-                start_layer: int = 0, faithfulness_images: int = 32, command: str = "") -> str:
-    """Explain every image of ``split`` with each method; return the finetune run id."""
+                start_layer: int = 0, faithfulness_images: int = 32, num_workers: int = 2,
+                recompute: bool = False, command: str = "") -> str:
+    """Explain every image of ``split`` with each method; return the finetune run id.
+
+    Only missing (image, method) pairs are computed unless ``recompute``.
+    The explained class is the prediction stored by ``retcore predict`` for the
+    run (predicted first when the split has none), or the label. Images are
+    decoded, FOV-cropped and analysed (landmarks, quality, zones) in
+    ``num_workers`` DataLoader workers; each step holds at most ``batch_size``
+    images. Full-resolution maps are float32 ``.npy`` files (relevance values
+    can be ~1e-13, below float16's range), stored relative to the results folder.
+    """
     import numpy as np
     import pandas as pd
     import torch
-    from PIL import Image
     from tqdm.auto import tqdm
 
     from jobs._runs import find_trained_run, load_trained_model, run_images
-    from retcore.anatomy import Landmarks
-    from retcore.data import build_eval_transform, load_rgb
+    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
+    from retcore.data.roots import to_stored
     from retcore.errors import DataError, RetcoreError
-    from retcore.evaluate import perturbation_test
-    from retcore.explain import list_methods, relevance, upsample
-    from retcore.focus import focus_scores, input_geometry
-    from retcore.storage import connect
+    from retcore.evaluate import merge_perturbation_results, perturbation_test
+    from retcore.explain import explain_support, list_methods, relevance, upsample
+    from retcore.focus import focus_scores
+    from retcore.inputs import ExplainInputs, collate_prepared
     from retcore.storage.runs import open_db, record_run
-    from retcore.storage.writes import write_explanation_batch, write_faithfulness, write_ingest_errors
+    from retcore.storage.writes import (
+        write_explanation_batch,
+        write_faithfulness,
+        write_image_analysis,
+        write_ingest_errors,
+    )
     from retcore.train.engine import resolve_device
     from retcore.zones import area_transfer
 
@@ -107,95 +124,100 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
         raise RetcoreError(f"unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(list_methods())}")
     if target not in ("pred", "label"):
         raise RetcoreError(f"--target {target!r} must be 'pred' or 'label'")
+    if batch_size < 1:
+        raise RetcoreError(f"--batch-size {batch_size} must be at least 1")
     db_path = open_db(db)
     trained = find_trained_run(db_path, run)
     eye = trained.config.get("finetune", {}).get("eye", "both")
     images = run_images(db_path, trained.dataset_id, split, eye=eye)
     if images.empty:
         raise DataError(f"run {trained.run_id} has no {split!r} images; pick --split train|val|test")
-    out_root = results_dir(db, results).resolve() / "heatmaps" / trained.run_id
+    run_root = trained.results_root
+    results_root = Path(results).resolve() if results is not None else (run_root or results_dir(db, None).resolve())
+    out_root = results_root / "heatmaps" / trained.run_id
+    base = run_root or results_root
+    if target == "pred" and not _existing(db_path, "SELECT 1 FROM predictions WHERE run_id = ? AND split = ? LIMIT 1",
+                                          [trained.run_id, split]):
+        from jobs.predict import run_predict
+
+        tqdm.write(f"explain: run {trained.run_id} has no stored predictions on {split!r}; predicting first")
+        run_predict(trained.run_id, split, db=db_path, batch_size=batch_size, device=device,
+                    num_workers=num_workers, command=command)
     config = {"run": trained.run_id, "methods": methods, "split": split, "target": target,
               "start_layer": start_layer, "batch_size": batch_size, "faithfulness_images": faithfulness_images}
 
-    with record_run(db_path, "explain", config=config, command=command, parent_run_id=trained.run_id) as rec:
+    with record_run(db_path, "explain", config=config, command=command, parent_run_id=trained.run_id,
+                    out_dir=str(results_root)) as rec:
         torch_device = resolve_device(device)
         model, meta = load_trained_model(trained.checkpoint, device=str(torch_device))
         classes = list(meta["class_names"])
         size = int(meta["img_size"][0] if isinstance(meta["img_size"], list) else meta["img_size"])
-        transform = build_eval_transform(size)
-
-        bar = tqdm(total=len(images), desc="landmarks+quality", unit="img")
-        analyse_images(db_path, images, on_step=lambda s, n: (bar.update(1), rec.progress(0.1 * (s + 1) / n,
-                                                                                         "landmarks + quality")))
-        bar.close()
-        with connect(db_path, read_only=True) as con:
-            lm_rows = con.execute("SELECT * FROM landmarks WHERE image_id IN (SELECT unnest(?))",
-                                  [images["image_id"].tolist()]).df().set_index("image_id")
-        done = _existing(db_path, "SELECT image_id, method FROM explanations WHERE run_id = ? AND target_kind = ?",
-                         [trained.run_id, target])
         patch = model.patch_embed.patch_size[0]
-        todo = images[[any((i, m) not in done for m in methods) for i in images["image_id"]]]
+        refused = {m: why for m in methods if (why := explain_support(model, m, start_layer)) is not None}
+        if refused:
+            name = meta.get("model_name") or meta.get("model") or "this model"
+            raise RetcoreError(f"{', '.join(refused)} cannot explain {name} ({'; '.join(refused.values())}); "
+                               "drop it from --methods")
+        targets_by_id = _stored_targets(db_path, trained.run_id, split, images, classes, target)
+        unexplained = images[~images["image_id"].isin(targets_by_id)]
+        if len(unexplained):
+            tqdm.write(f"explain: {len(unexplained)} {split} images have no stored prediction (unreadable when "
+                       "predicted?); they are skipped")
+        done = set() if recompute else _existing(
+            db_path, "SELECT image_id, method FROM explanations WHERE run_id = ? AND target_kind = ?",
+            [trained.run_id, target])
+        todo = images[[i in targets_by_id and any((i, m) not in done for m in methods) for i in images["image_id"]]]
+        dataset = ExplainInputs(todo[["image_id", "path", "mask_path", "eye"]].to_dict("records"), size,
+                                landmarks=_landmarks(db_path, todo["image_id"].tolist()))
         skipped: list[tuple[str, str]] = []
         bar = tqdm(total=len(todo), desc=f"explain {split}", unit="img")
-        for start in range(0, len(todo), batch_size):
-            chunk = todo.iloc[start:start + batch_size]
-            tensors, geoms, keep = [], [], []
-            for row in chunk.itertuples(index=False):
-                try:
-                    photo = load_rgb(row.path)
-                    mask = Image.open(row.mask_path) if row.mask_path and Path(row.mask_path).is_file() else None
-                except (DataError, OSError) as exc:
-                    skipped.append((row.path, str(exc).splitlines()[0]))
-                    continue
-                lm = Landmarks(**{k: lm_rows.loc[row.image_id, k] for k in
-                                  ("fov_cx", "fov_cy", "fov_r", "disc_x", "disc_y", "disc_r", "fovea_x",
-                                   "fovea_y", "eye_estimate")})
-                tensors.append(transform(photo))
-                geoms.append(input_geometry(photo, lm, size, eye=row.eye, mask=mask))
-                keep.append(row)
-            if not keep:
-                bar.update(len(chunk))
-                continue
-            batch = torch.stack(tensors).to(torch_device)
-            with torch.no_grad():
-                logits = model(batch)
-            preds = logits.argmax(1)
-            if target == "pred":
-                targets = preds
-            else:
-                targets = torch.tensor([classes.index(r.label) if r.label in classes else -1 for r in keep],
-                                       device=torch_device)
-                if (targets < 0).any():
-                    raise DataError(f"an image label is not one of the run's classes {classes}")
-            ex_rows, zone_rows, loc_rows = [], [], []
-            for method in methods:
-                maps = relevance(model, batch, method, targets, start_layer).float()
-                full = maps if maps.shape[-2:] == (size, size) else upsample(maps, (size, size))
-                for i, row in enumerate(keep):
-                    if (row.image_id, method) in done:
+        n_seen = 0
+        for batch in _loader(dataset, batch_size, num_workers, collate_prepared):
+            n_seen += len(batch.ok) + len(batch.failed)
+            skipped += [(it.path, it.error) for it in batch.failed]
+            analysed = [it.analysis for it in batch.ok if it.analysis is not None]
+            if analysed:
+                write_image_analysis(db_path, pd.DataFrame([a for a, _ in analysed]),
+                                     pd.DataFrame([{"image_id": a["image_id"], "metric": k, "value": v}
+                                                   for a, q in analysed for k, v in q.items()]))
+            if batch.ok:
+                x = batch.images.to(torch_device, non_blocking=True)
+                targets = torch.tensor([targets_by_id[it.image_id] for it in batch.ok], device=torch_device)
+                ex_rows, zone_rows, loc_rows = [], [], []
+                for method in methods:
+                    need = [k for k, it in enumerate(batch.ok) if (it.image_id, method) not in done]
+                    if not need:
                         continue
-                    heat = full[i].cpu().numpy()
-                    grid = maps[i].cpu().numpy()
-                    if grid.shape == (size, size):  # pixel-level method: store its token-grid mass
-                        grid = area_transfer(grid, (size // patch, size // patch), "mass")
-                    t = int(targets[i])
-                    path = out_root / method / f"{row.image_id}_t{t}.npy"
-                    digest = _atomic_npy(path, heat.astype(np.float16))
-                    focus = focus_scores(heat, grid, geoms[i])
-                    key = {"run_id": trained.run_id, "image_id": row.image_id, "method": method, "target": t}
-                    ex_rows.append({**key, "target_label": classes[t], "target_kind": target,
-                                    "grid_h": grid.shape[0], "grid_w": grid.shape[1],
-                                    "grid": grid.astype(np.float32).ravel().tolist(),
-                                    "heatmap_path": str(path), "heatmap_sha256": digest,
-                                    "heatmap_h": size, "heatmap_w": size,
-                                    "positive_sum": float(np.clip(heat, 0, None).sum()),
-                                    "entropy": focus.entropy, "gini": focus.gini, "peak_zone": focus.peak_zone,
-                                    "explain_run_id": rec.run_id})
-                    zone_rows += [{**key, **z} for z in focus.zones]
-                    loc_rows += [{**key, **loc} for loc in focus.localisation]
-            write_explanation_batch(db_path, pd.DataFrame(ex_rows), pd.DataFrame(zone_rows), pd.DataFrame(loc_rows))
-            bar.update(len(chunk))
-            rec.progress(0.1 + 0.8 * (start + len(chunk)) / max(len(todo), 1), f"explained {start + len(chunk)}/{len(todo)}")
+                    maps = relevance(model, x[need], method, targets[need], start_layer).float()
+                    if not torch.isfinite(maps).all():
+                        raise RetcoreError(f"{method} gave non-finite relevance on run {trained.run_id}; "
+                                           "explain with --device cpu or another method")
+                    full = maps if maps.shape[-2:] == (size, size) else upsample(maps, (size, size))
+                    for j, k in enumerate(need):
+                        it = batch.ok[k]
+                        heat = full[j].cpu().numpy().astype(np.float32)
+                        grid = maps[j].cpu().numpy()
+                        if grid.shape == (size, size):  # pixel-level method: store its token-grid mass
+                            grid = area_transfer(grid, (size // patch, size // patch), "mass")
+                        t = int(targets[k])
+                        path = out_root / method / f"{it.image_id}_t{t}.npy"
+                        digest = _atomic_npy(path, heat)
+                        focus = focus_scores(heat, grid, it.geometry)
+                        key = {"run_id": trained.run_id, "image_id": it.image_id, "method": method, "target": t}
+                        ex_rows.append({**key, "target_label": classes[t], "target_kind": target,
+                                        "grid_h": grid.shape[0], "grid_w": grid.shape[1],
+                                        "grid": grid.astype(np.float32).ravel().tolist(),
+                                        "heatmap_path": to_stored(path, base), "heatmap_sha256": digest,
+                                        "heatmap_h": size, "heatmap_w": size,
+                                        "positive_sum": float(np.clip(heat, 0, None).sum()),
+                                        "entropy": focus.entropy, "gini": focus.gini, "peak_zone": focus.peak_zone,
+                                        "explain_run_id": rec.run_id})
+                        zone_rows += [{**key, **z} for z in focus.zones]
+                        loc_rows += [{**key, **loc} for loc in focus.localisation]
+                write_explanation_batch(db_path, pd.DataFrame(ex_rows), pd.DataFrame(zone_rows),
+                                        pd.DataFrame(loc_rows))
+            bar.update(len(batch.ok) + len(batch.failed))
+            rec.progress(0.9 * n_seen / max(len(todo), 1), f"explained {n_seen}/{len(todo)}")
         bar.close()
         if skipped:
             write_ingest_errors(db_path, skipped, run_id=rec.run_id, dataset_id=trained.dataset_id)
@@ -203,25 +225,39 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
                 tqdm.write(f"skipped {path}: {reason}")
 
         if faithfulness_images > 0:
-            have = {m for (m,) in _existing(db_path, "SELECT DISTINCT method FROM faithfulness WHERE run_id = ? "
-                                            "AND split = ?", [trained.run_id, split])}
-            sample = images.head(faithfulness_images)
-            batch = torch.stack([transform(load_rgb(p)) for p in sample["path"]]).to(torch_device)
-            for k, method in enumerate(m for m in methods if m not in have):
-                maps = relevance(model, batch, method, None, start_layer).float()
-                full = maps if maps.shape[-2:] == (size, size) else upsample(maps, (size, size))
-                curves = perturbation_test(model, batch, full.cpu().numpy())
+            have = set() if recompute else {m for (m,) in _existing(
+                db_path, "SELECT DISTINCT method FROM faithfulness WHERE run_id = ? AND split = ?",
+                [trained.run_id, split])}
+            missing = [m for m in methods if m not in have]
+            sample = images[images["image_id"].isin(targets_by_id)].head(faithfulness_images)
+            records = [ImageRecord(path=p, label=l) for p, l in sample[["path", "label"]].itertuples(index=False)]
+            data = FundusDataset(records, classes, build_eval_transform(size))
+            chunks = list(_loader(data, batch_size, num_workers)) if missing and len(data) else []
+            missing = missing if chunks else []
+            sample_targets = torch.tensor([targets_by_id[i] for i in sample["image_id"]])
+            fbar = tqdm(total=len(missing) * len(chunks), desc="faithfulness", unit="batch")
+            for k, method in enumerate(missing):
+                parts = []
+                for xb, _, idx in chunks:
+                    xb = xb.to(torch_device)
+                    tb = sample_targets[idx].to(torch_device)
+                    maps = relevance(model, xb, method, tb, start_layer).float()
+                    full = maps if maps.shape[-2:] == (size, size) else upsample(maps, (size, size))
+                    parts.append(perturbation_test(model, xb, full.cpu().numpy(), target=tb, batch_size=batch_size))
+                    fbar.update(1)
+                curves = {test: merge_perturbation_results([p[test] for p in parts]) for test in parts[0]}
                 rows = []
                 for test, res in curves.items():
                     for j, fraction in enumerate(res.fractions):
                         rows.append({"run_id": trained.run_id, "split": split, "method": method, "test": test,
                                      "fraction": float(fraction), "accuracy": float(res.accuracy[j]),
                                      "probability": float(res.target_prob[:, j].mean()),
-                                     "n_images": len(sample)})
+                                     "n_images": len(res.target)})
                 write_faithfulness(db_path, pd.DataFrame(rows))
-                rec.progress(0.9 + 0.1 * (k + 1) / len(methods), f"faithfulness {method}")
+                rec.progress(0.9 + 0.1 * (k + 1) / len(missing), f"faithfulness {method}")
                 tqdm.write(f"faithfulness {method}: positive AUC {curves['positive'].auc_accuracy:.3f} "
                            f"(lower is better), negative AUC {curves['negative'].auc_accuracy:.3f} (higher is better)")
+            fbar.close()
     return trained.run_id
 
 
@@ -234,6 +270,8 @@ def main(
     batch_size: int = 8,
     start_layer: Annotated[int, typer.Option(help="First block of the rollout (lrp, gae, rollout).")] = 0,
     faithfulness_images: Annotated[int, typer.Option(help="Images for the perturbation curves (0 = skip).")] = 32,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers that decode and prepare images.")] = 2,
+    recompute: Annotated[bool, typer.Option(help="Recompute maps and curves that already exist.")] = False,
     device: str = "auto",
     db: DbOption = None,
     results: ResultsOption = None,
@@ -242,7 +280,8 @@ def main(
     set_threads()
     run_explain(run, [m.strip() for m in methods.split(",") if m.strip()], split, db=db, results=results,
                 target=target, batch_size=batch_size, device=device, start_layer=start_layer,
-                faithfulness_images=faithfulness_images, command=command_line())
+                faithfulness_images=faithfulness_images, num_workers=num_workers, recompute=recompute,
+                command=command_line())
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ epoch and the validation metrics of the best checkpoint. Checkpoints go to
 """
 from __future__ import annotations
 
+import functools
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,14 +19,28 @@ from jobs._common import DbOption, ResultsOption, command_line, friendly_errors,
 from retcore.errors import DataError, RetcoreError
 from retcore.train.config import FinetuneConfig
 
-__all__ = ["main", "run_finetune"]
+__all__ = ["finetune_run_config", "main", "run_finetune"]
+
+
+def finetune_run_config(cfg: FinetuneConfig, data: Path, *, val: float = 0.15, test: float = 0.15,
+                        split_seed: int = 0, patient_regex: str | None = None) -> dict:
+    """The ``runs.config`` of a fine-tuning run: two runs with equal configs are the same experiment."""
+    from retcore.data import DEFAULT_PATIENT_REGEX
+
+    return {"finetune": cfg.to_dict(), "data": str(Path(data).resolve()), "val": val, "test": test,
+            "split_seed": split_seed, "patient_regex": patient_regex or DEFAULT_PATIENT_REGEX}
 
 
 def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, results: Path | None = None,
                  run_id: str | None = None, resume: bool = False, strict: bool = False,
                  val: float = 0.15, test: float = 0.15, split_seed: int = 0,
-                 patient_regex: str | None = None, command: str = "") -> str:
-    """Run one fine-tuning job end to end; return its run id."""
+                 patient_regex: str | None = None, command: str = "", reuse_dataset: bool = False) -> str:
+    """Run one fine-tuning job end to end; return its run id.
+
+    ``reuse_dataset``: take the images an earlier ingest registered for the same
+    source and split settings instead of decoding every file again (the
+    pipeline's ingest stage has just checked them).
+    """
     from torch.utils.data import Subset  # noqa: F401  (import torch lazily for a fast --help)
 
     from jobs._dataset import prepare_dataset
@@ -33,7 +49,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
     from retcore.storage import connect
     from retcore.storage.runs import new_run_id, open_db, record_run
     from retcore.storage.writes import write_epoch, write_metrics
-    from retcore.train.finetune import fit
+    from retcore.train.finetune import fit, seed_everything
 
     db_path = open_db(db)
     if resume:
@@ -54,14 +70,13 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
         run_id = run_id or new_run_id("finetune")
         out_dir = results_dir(db, results).resolve() / "runs" / run_id
     patient_regex = patient_regex or DEFAULT_PATIENT_REGEX
-    config = {"finetune": cfg.to_dict(), "data": str(Path(data).resolve()), "val": val, "test": test,
-              "split_seed": split_seed, "patient_regex": patient_regex}
+    config = finetune_run_config(cfg, data, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex)
 
     with record_run(db_path, "finetune", config=config, command=command, run_id=run_id, model=cfg.model,
                     seed=cfg.seed, out_dir=str(out_dir)) as rec:
         prepared = prepare_dataset(db_path, Path(data), run_id=run_id, val=val, test=test, split_seed=split_seed,
                                    patient_regex=patient_regex, strict=strict,
-                                   include_conflicting=cfg.include_conflicting)
+                                   include_conflicting=cfg.include_conflicting, reuse=reuse_dataset)
         rec.update(dataset_id=prepared.dataset_id)
         records = prepared.records
         if cfg.eye != "both":
@@ -74,6 +89,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
                 f"(eye={cfg.eye}); add images or change --val/--eye"
             )
         classes = prepared.classes
+        seed_everything(cfg.seed)  # the initial weights (head, and the whole model without a checkpoint) follow --seed
         model = create_model(cfg.model, len(classes), checkpoint=cfg.checkpoint, global_pool=cfg.global_pool,
                              img_size=cfg.img_size, drop_path=cfg.drop_path)
         train_tf = build_train_transform(cfg.img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
@@ -95,12 +111,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
         tqdm.write(f"run {run_id}: {len(train)} train / {len(val_records)} val images, "
                    f"{len(classes)} classes, model {cfg.model}, {cfg.epochs} epochs -> {out_dir}")
 
-        bar = tqdm(total=1000, desc="finetune", unit="‰", leave=True)
-
         def on_progress(fraction: float, note: str) -> None:
-            bar.n = int(fraction * 1000)
-            bar.set_postfix_str(note, refresh=False)
-            bar.refresh()
             rec.progress(fraction, note)
 
         def on_epoch(result) -> None:
@@ -123,8 +134,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
                 "img_size": cfg.img_size, "global_pool": cfg.global_pool, "run_id": run_id,
                 "dataset_id": prepared.dataset_id}
         fitted = fit(model, train_set, val_set, classes, cfg, out_dir, meta=meta, resume=resume,
-                     on_epoch=on_epoch, on_progress=on_progress)
-        bar.close()
+                     on_epoch=on_epoch, on_progress=on_progress, bars=functools.partial(tqdm, file=sys.stderr))
         rec.update(checkpoint=str(fitted.best_checkpoint))
         tqdm.write(f"best epoch {fitted.best_epoch + 1} score {fitted.best_score:.3f}: {fitted.best_checkpoint}")
     return run_id

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jobs._common import DbOption, command_line, friendly_errors, set_threads
+from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir, set_threads
 
 __all__ = ["main", "run_predict"]
 
@@ -16,9 +16,14 @@ def _square(size: int | list[int]) -> int:
     return int(size[0]) if isinstance(size, (list, tuple)) else int(size)
 
 
-def run_predict(run: str, split: str = "test", *, db: Path | None = None, batch_size: int = 32,
-                device: str = "auto", num_workers: int = 2, command: str = "") -> str:
-    """Predict ``split`` with the best checkpoint of finetune run ``run``; return the run id."""
+def run_predict(run: str, split: str = "test", *, db: Path | None = None, results: Path | None = None,
+                batch_size: int = 32, device: str = "auto", num_workers: int = 2, command: str = "") -> str:
+    """Predict ``split`` with the best checkpoint of finetune run ``run``; return the run id.
+
+    Images are decoded and FOV-cropped in ``num_workers`` DataLoader workers. The
+    predict run's folder (its log) is ``results`` (default: the fine-tuning run's
+    results folder).
+    """
     import numpy as np
     import pandas as pd
     from torch.utils.data import DataLoader
@@ -43,14 +48,17 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, batch_
         raise DataError(f"{len(missing)} image files of split {split!r} are missing, e.g. {missing[0]}; "
                         "restore the dataset folder")
     config = {"run": trained.run_id, "split": split, "batch_size": batch_size, "device": device}
-    with record_run(db_path, "predict", config=config, command=command, parent_run_id=trained.run_id) as rec:
+    out = Path(results).resolve() if results is not None else (trained.results_root or results_dir(db, None).resolve())
+    with record_run(db_path, "predict", config=config, command=command, parent_run_id=trained.run_id,
+                    out_dir=str(out)) as rec:
         torch_device = resolve_device(device)
         model, meta = load_trained_model(trained.checkpoint, device=str(torch_device))
         classes = list(meta["class_names"])
         records = [ImageRecord(path=p, label=l, split=s, patient_id=None, eye=e, mask_path=m)
                    for p, l, s, e, m in images[["path", "label", "split", "eye", "mask_path"]].itertuples(index=False)]
         dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"])))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                            pin_memory=torch_device.type == "cuda")
         bar = tqdm(total=len(loader), desc=f"predict {split}", unit="batch")
 
         def on_step(step: int) -> None:
@@ -86,12 +94,13 @@ def main(
     split: Annotated[str, typer.Option(help="train | val | test.")] = "test",
     batch_size: int = 32,
     device: str = "auto",
-    num_workers: int = 2,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers that decode and crop images.")] = 2,
     db: DbOption = None,
+    results: ResultsOption = None,
 ) -> None:
     """Predict every image of a split with a fine-tuned run and store metrics."""
     set_threads()
-    run_predict(run, split, db=db, batch_size=batch_size, device=device, num_workers=num_workers,
+    run_predict(run, split, db=db, results=results, batch_size=batch_size, device=device, num_workers=num_workers,
                 command=command_line())
 
 

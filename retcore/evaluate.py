@@ -49,6 +49,7 @@ __all__ = [
     "PerturbationResult",
     "auc",
     "localisation_scores",
+    "merge_perturbation_results",
     "perturbation_curve",
     "perturbation_test",
     "pointing_game",
@@ -235,6 +236,20 @@ def perturbation_curve(
     stack = lambda xs: torch.stack(xs, 1).cpu().numpy()  # noqa: E731
     return PerturbationResult(mode=mode, fractions=fr, target=tgt.cpu().numpy(), predicted=stack(preds),
                               target_logit=stack(tlog).astype(np.float64), target_prob=stack(tprob).astype(np.float64))
+
+
+def merge_perturbation_results(parts: Sequence[PerturbationResult]) -> PerturbationResult:
+    """One result from the results of consecutive batches (same mode and fractions), images concatenated."""
+    if not parts:
+        raise ValueError("no perturbation results to merge")
+    first = parts[0]
+    for part in parts[1:]:
+        if part.mode != first.mode or not np.array_equal(part.fractions, first.fractions):
+            raise ValueError("perturbation results to merge must share the mode and the fractions")
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=0)  # noqa: E731
+    return PerturbationResult(mode=first.mode, fractions=first.fractions, target=cat("target"),
+                              predicted=cat("predicted"), target_logit=cat("target_logit"),
+                              target_prob=cat("target_prob"))
 
 
 def perturbation_test(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,

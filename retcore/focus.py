@@ -57,14 +57,17 @@ def input_geometry(
     mask: Image.Image | None = None,
     zone_sets: Sequence[str] = DEFAULT_ZONE_SETS,
     mask_bits: Mapping[str, int] = DEMO_MASK_BITS,
+    frame: InputFrame | None = None,
 ) -> InputGeometry:
     """Map ``landmarks`` (original pixels) and ``mask`` into the input frame of ``photo``.
 
     ``eye`` is the known laterality, else ``landmarks.eye_estimate`` is used.
     Zone masks of every set in ``zone_sets`` are drawn at (S, S); the ``mask``
-    set is skipped when there is no mask.
+    set is skipped when there is no mask. ``frame`` is ``input_frame(photo,
+    img_size)`` when the caller has it already (the FOV box is found once).
     """
-    frame: InputFrame = input_frame(photo, img_size)
+    if frame is None:
+        frame = input_frame(photo, img_size)
     view = to_input_view(photo, frame)
     cx, cy = frame.point_to_input(landmarks.fov_cx, landmarks.fov_cy)
     dx, dy = frame.point_to_input(landmarks.disc_x, landmarks.disc_y)

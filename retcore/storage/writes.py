@@ -26,6 +26,7 @@ __all__ = [
     "write_study_results",
     "write_predictions",
     "register_dataset",
+    "relocate_roots",
     "write_explanation_batch",
     "write_faithfulness",
     "write_image_analysis",
@@ -192,3 +193,53 @@ def write_study_results(db: DB, frame: pd.DataFrame) -> None:
     explain_run_id), replacing earlier rows with the same (study_run_id, arm, seed, metric)."""
     with connect(db) as con, transaction(con):
         _replace_rows(con, "study_results", frame, ["study_run_id", "arm", "seed", "metric"])
+
+
+def relocate_roots(db: DB, *, data: Sequence[tuple[str, str]] = (),
+                   results: Sequence[tuple[str, str]] = ()) -> dict[str, int]:
+    """Point a (copied) database at new folders: replace leading folders ``old -> new``.
+
+    ``data`` pairs move dataset roots (``datasets.root``, and absolute image, mask and
+    skipped-file paths written by older versions, and the ``data`` of run configs);
+    ``results`` pairs move results folders (``runs.out_dir``, ``runs.checkpoint``,
+    ``runs.log_path`` and absolute ``explanations.heatmap_path``). Paths stored
+    relative to a root need no change. One transaction; returns rows changed per column.
+    """
+    from retcore.data.roots import rebase
+
+    def move(value: str | None, pairs: Sequence[tuple[str, str]]) -> str | None:
+        for old, new in pairs:
+            moved = rebase(value, old, new)
+            if moved != value:
+                return moved
+        return value
+
+    targets = [("datasets", "dataset_id", "root", data), ("images", "image_id", "path", data),
+               ("images", "image_id", "mask_path", data), ("ingest_errors", "rowid", "path", data),
+               ("runs", "run_id", "out_dir", results), ("runs", "run_id", "checkpoint", results),
+               ("runs", "run_id", "log_path", results),
+               ("explanations", "rowid", "heatmap_path", results)]
+    changed: dict[str, int] = {}
+    with connect(db) as con, transaction(con):
+        columns = {(t, c) for t, c in con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns").fetchall()}
+        for table, key, column, pairs in targets:
+            if not pairs or (table, column) not in columns:
+                continue
+            rows = con.execute(f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()
+            updates = [(move(value, pairs), k) for k, value in rows if move(value, pairs) != value]
+            if updates:
+                con.executemany(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", updates)
+            changed[f"{table}.{column}"] = len(updates)
+        if data:
+            updates = []
+            for run_id, config in con.execute("SELECT run_id, config FROM runs WHERE config IS NOT NULL").fetchall():
+                parsed = json.loads(config)
+                if isinstance(parsed, dict) and isinstance(parsed.get("data"), str):
+                    moved = move(parsed["data"], data)
+                    if moved != parsed["data"]:
+                        updates.append((json.dumps({**parsed, "data": moved}), run_id))
+            if updates:
+                con.executemany("UPDATE runs SET config = ? WHERE run_id = ?", updates)
+            changed["runs.config.data"] = len(updates)
+    return changed

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,13 +28,15 @@ from retcore.metrics import ClassificationReport, classification_report, selecti
 from retcore.models.checkpoint import save_checkpoint
 from retcore.models.heads import uses_double_fc_norm
 from retcore.train.config import FinetuneConfig
-from retcore.train.engine import autocast, predict_probs, resolve_device, train_one_epoch
+from retcore.train.engine import RunningLoss, autocast, predict_probs, resolve_device, train_one_epoch
 from retcore.train.lr_decay import param_groups_lrd
 from retcore.train.schedule import cosine_lr
 
 __all__ = [
     "BEST_CHECKPOINT",
     "LAST_CHECKPOINT",
+    "Bar",
+    "BarFactory",
     "EpochResult",
     "FitResult",
     "build_optimizer",
@@ -45,6 +47,41 @@ __all__ = [
 
 BEST_CHECKPOINT = "checkpoint-best.pth"
 LAST_CHECKPOINT = "checkpoint-last.pth"
+
+
+class Bar(Protocol):
+    """The part of a progress bar that :func:`fit` uses (a ``tqdm.tqdm`` is one).
+
+    ``update`` returns True when the bar redrew; only then does ``fit`` read the
+    running training loss for the postfix (reading it waits for the device).
+    """
+
+    def update(self, n: int = 1) -> bool | None: ...
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+BarFactory = Callable[..., Bar]
+"""Makes a :class:`Bar` from the keywords ``total``, ``desc``, ``unit``, ``leave`` and ``initial``
+(``tqdm.tqdm`` itself, or a ``functools.partial`` of it, fits)."""
+
+
+class _NoBar:
+    """Stands in for a bar when ``fit`` is given none: draws nothing, never reads the loss."""
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def update(self, n: int = 1) -> bool:
+        return False
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -142,8 +179,12 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
 
 
 def _evaluate(module: nn.Module, loader: DataLoader, class_names: list[str], device: torch.device,
-              amp: bool) -> tuple[float, ClassificationReport | None]:
-    probs, labels, _ = predict_probs(module, loader, device=device, amp=amp)
+              amp: bool, bars: BarFactory) -> tuple[float, ClassificationReport | None]:
+    bar = bars(total=len(loader), desc="validate", unit="batch", leave=False)
+    try:
+        probs, labels, _ = predict_probs(module, loader, device=device, amp=amp, on_step=lambda step: bar.update(1))
+    finally:
+        bar.close()
     known = labels >= 0
     if not known.any():
         return float("nan"), None
@@ -163,6 +204,7 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_progress: Callable[[float, str], None] | None = None,
+    bars: BarFactory | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` on ``train_set``, selecting on ``val_set``.
 
@@ -174,7 +216,17 @@ def fit(
     validates, calls ``on_epoch``, writes ``checkpoint-last.pth`` (model,
     optimizer, epoch, best score) and, when the selection score (mean of macro
     F1, macro AUROC and kappa) improves, ``checkpoint-best.pth`` (model only).
+    A linear probe's last checkpoint holds the head (and the best head) only — its
+    backbone is the pretrained one the caller loads again on resume — and its
+    best checkpoint (the whole model) is written once, when training ends.
     With ``resume`` the last checkpoint in ``out_dir`` is restored first.
+
+    Progress: ``on_progress(fraction, note)`` after every training batch (for a
+    heartbeat); with ``bars`` (e.g. ``tqdm.tqdm``) progress bars: one over the
+    epochs (unit ``epoch``, postfix train/val loss, lr and score), one over each
+    epoch's batches (unit ``batch``, postfix running loss and lr) and over its
+    validation batches, and one over the images whose features are cached
+    (unit ``img``, ``freeze_backbone`` only). The inner bars do not stay.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +235,7 @@ def fit(
     model.to(device)
     meta = dict(meta or {})
     meta.setdefault("class_names", list(class_names))
+    bars = bars if bars is not None else _NoBar
 
     trainable: nn.Module = model
     if cfg.freeze_backbone:
@@ -191,13 +244,21 @@ def fit(
         trainable = _PooledHead(model)
         for p in trainable.parameters():
             p.requires_grad_(True)
-        eval_loader_cfg = FinetuneConfig(**{**cfg.__dict__, "batch_size": max(cfg.batch_size, 32)})
+        eval_loader_cfg = cfg  # caching holds --batch-size images at a time, like every other step
         if on_progress:
             on_progress(0.0, "caching backbone features")
-        train_set = extract_pooled_features(model, _loader(train_set, eval_loader_cfg, train=False, seed=0),
-                                            device=device, amp=cfg.amp)
-        val_set = extract_pooled_features(model, _loader(val_set, eval_loader_cfg, train=False, seed=0),
-                                          device=device, amp=cfg.amp)
+        sizes = (len(train_set), len(val_set))
+        bar = bars(total=sum(sizes), desc="cache features", unit="img", leave=False)
+        try:
+            cached = []
+            for dataset, size in zip((train_set, val_set), sizes):
+                batch = eval_loader_cfg.batch_size
+                cached.append(extract_pooled_features(
+                    model, _loader(dataset, eval_loader_cfg, train=False, seed=0), device=device, amp=cfg.amp,
+                    on_step=lambda step, size=size, batch=batch: bar.update(min(batch, size - step * batch))))
+        finally:
+            bar.close()
+        train_set, val_set = cached
     spec = cfg.guide_spec()
     guide = None
     if spec is not None:
@@ -210,11 +271,17 @@ def fit(
     criterion = LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss()
 
     start_epoch, best_score, best_epoch = 0, -math.inf, -1
+    best_head: dict[str, torch.Tensor] | None = None  # linear probe: the best head, written out at the end
+    best_meta: dict[str, Any] | None = None
     last_path, best_path = out / LAST_CHECKPOINT, out / BEST_CHECKPOINT
     if resume and last_path.exists():
         try:
             state = torch.load(last_path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"])
+            if "head" in state:  # a linear probe's last checkpoint: the frozen backbone came with the model
+                trainable.load_state_dict(state["head"])
+                best_head, best_meta = state.get("best_head"), state.get("best_meta")
+            else:
+                model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(
@@ -234,42 +301,66 @@ def fit(
     def lr_at(epoch_float: float) -> float:
         return cosine_lr(epoch_float, cfg.epochs, cfg.warmup_epochs, base_lr, cfg.min_lr)
 
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        train_loader = _loader(train_set, cfg, train=True, seed=cfg.seed * 1000 + epoch)
+    epoch_bar = bars(total=cfg.epochs, initial=start_epoch, desc="finetune", unit="epoch", leave=True)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            train_loader = _loader(train_set, cfg, train=True, seed=cfg.seed * 1000 + epoch)
+            running = RunningLoss()
+            bar = bars(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
 
-        def step_progress(step: int, epoch: int = epoch) -> None:
-            if on_progress:
-                on_progress((epoch * steps + step + 1) / max(total_steps, 1), f"epoch {epoch + 1}/{cfg.epochs}")
+            def step_progress(step: int, epoch: int = epoch, bar: Bar = bar, running: RunningLoss = running) -> None:
+                if on_progress:
+                    on_progress((epoch * steps + step + 1) / max(total_steps, 1), f"epoch {epoch + 1}/{cfg.epochs}")
+                if bar.update(1):  # the bar redrew: worth one device sync for the loss it shows next
+                    bar.set_postfix(loss=f"{running.mean():.4f}", lr=f"{lr_at(epoch + (step + 1) / steps):.2e}",
+                                    refresh=False)
 
-        guide_log: list[float] = []
-        train_loss = train_one_epoch(
-            trainable, train_loader, optimizer, criterion, lr_at=lr_at, epoch=epoch,
-            steps_per_epoch=steps, device=device, amp=cfg.amp, accum_iter=cfg.accum_iter,
-            max_batches=cfg.max_train_batches, on_step=step_progress,
-            guide=guide, guide_weight=cfg.guide_weight, guide_log=guide_log,
-        )
-        val_loss, report = _evaluate(trainable, val_loader, class_names, device, cfg.amp)
-        score = selection_score(report) if report is not None else -train_loss
-        is_best = bool(np.isfinite(score) and score > best_score)
-        model_meta = {**meta, "epoch": epoch, "val_score": float(score) if np.isfinite(score) else None,
-                      "config": cfg.to_dict()}
-        if is_best:
-            best_score, best_epoch = float(score), epoch
-            save_checkpoint(best_path, model, model_meta)
-        _atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "retcore": model_meta,
-                "train_state": {"epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
-                                "torch_rng": torch.get_rng_state()},
-            },
-            last_path,
-        )
-        if on_epoch is not None:
-            on_epoch(EpochResult(epoch, train_loss, val_loss, lr_at(epoch + 1.0), report, float(score),
-                                 is_best, time.perf_counter() - t0, guide_log[0] if guide_log else None))
+            guide_log: list[float] = []
+            try:
+                train_loss = train_one_epoch(
+                    trainable, train_loader, optimizer, criterion, lr_at=lr_at, epoch=epoch,
+                    steps_per_epoch=steps, device=device, amp=cfg.amp, accum_iter=cfg.accum_iter,
+                    max_batches=cfg.max_train_batches, on_step=step_progress,
+                    guide=guide, guide_weight=cfg.guide_weight, guide_log=guide_log, running_loss=running,
+                )
+            finally:
+                bar.close()
+            val_loss, report = _evaluate(trainable, val_loader, class_names, device, cfg.amp, bars)
+            score = selection_score(report) if report is not None else -train_loss
+            is_best = bool(np.isfinite(score) and score > best_score)
+            model_meta = {**meta, "epoch": epoch, "val_score": float(score) if np.isfinite(score) else None,
+                          "config": cfg.to_dict()}
+            if is_best:
+                best_score, best_epoch = float(score), epoch
+                if cfg.freeze_backbone:
+                    best_head = {k: v.detach().to("cpu", copy=True) for k, v in trainable.state_dict().items()}
+                    best_meta = model_meta
+                else:
+                    save_checkpoint(best_path, model, model_meta)
+            lr = lr_at(epoch + 1.0)
+            if on_epoch is not None:
+                on_epoch(EpochResult(epoch, train_loss, val_loss, lr, report, float(score),
+                                     is_best, time.perf_counter() - t0, guide_log[0] if guide_log else None))
+            # recorded first, saved second: a kill in between redoes (and re-records) this epoch
+            train_state = {"epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                           "torch_rng": torch.get_rng_state()}
+            if cfg.freeze_backbone:
+                # the backbone is the pretrained one, reloaded on resume: save the head only (KB, not GB)
+                _atomic_save({"head": trainable.state_dict(), "best_head": best_head, "best_meta": best_meta,
+                              "optimizer": optimizer.state_dict(), "retcore": model_meta,
+                              "train_state": train_state}, last_path)
+            else:
+                _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "retcore": model_meta, "train_state": train_state}, last_path)
+            epoch_bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", lr=f"{lr:.2e}",
+                                  score=f"{score:.3f}", refresh=False)
+            epoch_bar.update(1)
+    finally:
+        epoch_bar.close()
+    if cfg.freeze_backbone and best_head is not None:
+        trainable.load_state_dict(best_head)  # the full model with the best head, written once
+        save_checkpoint(best_path, model, best_meta)
     if not best_path.exists():
         raise CheckpointError(f"no best checkpoint in {out}: training ran no epoch (check --epochs)")
     return FitResult(best_path, last_path, best_epoch, best_score, cfg.epochs - start_epoch)

@@ -1,4 +1,6 @@
 """finetune on other inputs: a fake RETFound checkpoint + linear probe, class folders with bad files."""
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pytest
@@ -41,6 +43,43 @@ def test_linear_probe_from_fake_retfound_checkpoint(tmp_path, tiny_demo, tiny_co
     assert trained["pos_embed"].shape == (1, 17, 192)
     assert not torch.equal(trained["head.weight"], torch.zeros_like(trained["head.weight"]))
     assert meta["class_names"] == sorted(meta["class_names"])
+    # the last checkpoint of a probe holds the head, not a copy of the frozen backbone
+    last = torch.load(Path(best).with_name("checkpoint-last.pth"), weights_only=True)
+    assert "model" not in last and {k.split(".")[0] for k in last["head"]} == {"fc_norm", "head"}
+
+
+def test_killed_linear_probe_resumes_to_the_best_head(tmp_path, tiny_demo, tiny_config, monkeypatch):
+    import retcore.train.finetune as ft
+    from jobs._runs import load_trained_model
+    from jobs.finetune import run_finetune
+
+    ckpt = tmp_path / "RETFound_fake.pth"
+    encoder = _fake_mae_for_demo(ckpt)
+    cfg = tiny_config(checkpoint=str(ckpt), freeze_backbone=True, epochs=3, blr=5e-2)
+    real_save = ft._atomic_save
+    saves = []
+
+    def killed_after_first_epoch(obj, path):
+        real_save(obj, path)
+        saves.append(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ft, "_atomic_save", killed_after_first_epoch)
+    db = tmp_path / "r.duckdb"
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg, tiny_demo, db=db, results=tmp_path, run_id="probe")
+    assert not (tmp_path / "runs" / "probe" / "checkpoint-best.pth").exists() and len(saves) == 1
+    monkeypatch.setattr(ft, "_atomic_save", real_save)
+    run_finetune(cfg, tiny_demo, db=db, results=tmp_path, run_id="probe", resume=True)
+    with duckdb.connect(str(db), read_only=True) as con:
+        status, best = con.execute("SELECT status, checkpoint FROM runs WHERE run_id = 'probe'").fetchone()
+        epochs = [r[0] for r in con.execute("SELECT epoch FROM epochs WHERE run_id = 'probe' ORDER BY epoch").fetchall()]
+    assert status == "succeeded" and epochs == [0, 1, 2]
+    model, meta = load_trained_model(Path(best))
+    last = torch.load(Path(best).with_name("checkpoint-last.pth"), weights_only=True)
+    assert meta["epoch"] == last["train_state"]["best_epoch"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in last["best_head"].items())
+    assert torch.equal(model.state_dict()["blocks.3.mlp.fc2.weight"], encoder["blocks.3.mlp.fc2.weight"])
 
 
 def test_wrong_architecture_checkpoint_is_a_clear_error(tmp_path, tiny_demo, tiny_config):

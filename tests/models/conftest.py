@@ -47,27 +47,10 @@ def _random(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Te
 def _fake_mae(*, dim: int = 64, depth: int = 2, patch: int = 16, grid: int = 4, dec_dim: int = 32,
               dec_depth: int = 2, seed: int = 1) -> dict[str, torch.Tensor]:
     """The official MAE pretrain layout: encoder keys, then decoder keys."""
-    shapes: dict[str, tuple[int, ...]] = {
-        "cls_token": (1, 1, dim),
-        "pos_embed": (1, 1 + grid * grid, dim),
-        "patch_embed.proj.weight": (dim, 3, patch, patch),
-        "patch_embed.proj.bias": (dim,),
-    }
-    for i in range(depth):
-        shapes.update(_block_keys(f"blocks.{i}.", dim))
-    shapes.update({"norm.weight": (dim,), "norm.bias": (dim,)})
-    shapes.update({
-        "mask_token": (1, 1, dec_dim),
-        "decoder_embed.weight": (dec_dim, dim), "decoder_embed.bias": (dec_dim,),
-        "decoder_pos_embed": (1, 1 + grid * grid, dec_dim),
-    })
-    for i in range(dec_depth):
-        shapes.update(_block_keys(f"decoder_blocks.{i}.", dec_dim))
-    shapes.update({
-        "decoder_norm.weight": (dec_dim,), "decoder_norm.bias": (dec_dim,),
-        "decoder_pred.weight": (patch * patch * 3, dec_dim), "decoder_pred.bias": (patch * patch * 3,),
-    })
-    return _random(shapes, seed)
+    from retcore.models.layout import mae_pretrain_state
+
+    spec = ViTSpec(patch_size=patch, embed_dim=dim, depth=depth, num_heads=4)
+    return mae_pretrain_state(spec, img_size=grid * patch, decoder=(dec_dim, dec_depth), seed=seed, std=0.05)
 
 
 def _fake_dinov2_teacher(*, dim: int = 64, depth: int = 2, patch: int = 14, grid: int = 6, seed: int = 2,
