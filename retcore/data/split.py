@@ -100,8 +100,15 @@ def assign_splits(
     groups = np.array([group_key(result[i]) for i in todo])
     labels = np.array([result[i].label for i in todo])
     n_groups = len(set(groups.tolist()))
-    # StratifiedGroupKFold needs K <= number of groups and K <= size of the largest class.
-    plan = _fold_plan(val, test, min(n_groups, max(Counter(labels.tolist()).values())))
+    # StratifiedGroupKFold needs K <= number of groups and K <= size of the largest class. With
+    # more folds than a class has patients, some folds get none of that class, and test or val
+    # can end up without it: keep K <= the patients of the smallest class (at least 2 splits).
+    class_groups = Counter(label for label, _ in set(zip(labels.tolist(), groups.tolist())))
+    smallest = min(class_groups.values())
+    max_folds = min(n_groups, max(Counter(labels.tolist()).values()))
+    if smallest >= 3:
+        max_folds = min(max_folds, smallest)
+    plan = _fold_plan(val, test, max_folds)
     if plan is None:
         raise DataError(
             f"only {n_groups} patient group(s) ({len(todo)} images) without a split, too few for "

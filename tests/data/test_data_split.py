@@ -100,3 +100,21 @@ def test_invalid_fractions() -> None:
 def test_everything_preassigned_is_a_no_op() -> None:
     records = [ImageRecord(path=f"/d/{i}.jpg", label="x", split="test") for i in range(3)]
     assert assign_splits(records) == records
+
+
+def test_small_sets_keep_every_class_in_every_split():
+    """16 patients (both eyes) per class: with 20 folds some folds had no patient of a class and a
+    class could miss test entirely; the fold count is capped by the smallest class's patients."""
+    from collections import Counter
+
+    from retcore.data import ImageRecord, assign_splits
+
+    records = [ImageRecord(path=f"/d/{c}/{p}_{eye}.jpg", label=c, patient_id=f"{c}{p}", eye=eye)
+               for c in ("cataract", "diabetic_retinopathy", "glaucoma", "normal")
+               for p in range(16) for eye in ("left", "right")]
+    for seed in range(10):
+        out = assign_splits(records, seed=seed)
+        per = Counter((r.label, r.split) for r in out)
+        assert all(per[(c, s)] >= 2 for c in ("cataract", "diabetic_retinopathy", "glaucoma", "normal")
+                   for s in ("train", "val", "test")), (seed, per)
+        assert out == assign_splits(records, seed=seed)
