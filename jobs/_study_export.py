@@ -42,7 +42,8 @@ def _load(db: Path | None, study: str) -> tuple[str, pd.DataFrame, dict]:
     return study, results, json.loads(cfg[0]) if cfg and cfg[0] else {}
 
 
-def run_study_export(study: str, out: Path | None, *, db: Path | None = None) -> list[Path]:
+def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
+                     results: Path | None = None) -> list[Path]:
     """Write ``study_arms.{svg,png,pdf,csv}``, ``study_paired.csv`` and ``summary.md``; return the files.
 
     A progress bar over the figure's files goes to stderr.
@@ -54,8 +55,9 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None) ->
     from retcore.plots import save_chart, study_arms_chart
     from retcore.study import seed_summary
 
+    base = results_dir(db, results)
     study, results, config = _load(db, study)
-    out = Path(out) if out is not None else results_dir(db, None) / "exports" / study
+    out = Path(out) if out is not None else base / "exports" / study
     out.mkdir(parents=True, exist_ok=True)
     per_seed = results[results["seed"] >= 0]
     paired = results[results["arm"] == "guided_vs_baseline"]

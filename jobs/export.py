@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jobs._common import DbOption, friendly_errors, results_dir
+from jobs._common import DbOption, ResultsOption, friendly_errors, results_dir
 
 if TYPE_CHECKING:
     import altair as alt
@@ -483,12 +483,14 @@ def _expected_figures(data: RunData, zone: str | None) -> int:
     return int(count)
 
 
-def run_export(run: str, out: Path | None = None, *, db: Path | None = None, split: str = "test",
+def run_export(run: str, out: Path | None = None, *, db: Path | None = None, results: Path | None = None,
+               split: str = "test",
                method: str | None = None, zone_set: str = "anatomy", zone: str | None = None,
                n_boot: int = 1000, n_permutations: int = 1000, seed: int = 0) -> ExportResult:
     """Export run ``run``'s figures and ``summary.md`` for ``split`` into ``out``.
 
-    ``out`` defaults to ``results/exports/<run>/`` beside the database. Returns the files
+    ``out`` defaults to ``<results>/exports/<run>/`` (``results`` default: ``results/``
+    beside the database). Returns the files
     written and the parts left out (e.g. the explanation figures of an unexplained run).
     A progress bar over the figures goes to stderr.
     """
@@ -496,7 +498,7 @@ def run_export(run: str, out: Path | None = None, *, db: Path | None = None, spl
 
     data = load_run_data(db, run, split, method=method)
     zone = _pick_zone(data, zone_set, zone)
-    out = Path(out) if out is not None else results_dir(db, None) / "exports" / data.run_id
+    out = Path(out) if out is not None else results_dir(db, results) / "exports" / data.run_id
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=_expected_figures(data, zone), desc=f"export {data.run_id}", unit="figure", file=sys.stderr)
     try:
@@ -570,8 +572,8 @@ def _write_export(data: RunData, out: Path, bar: Any, *, split: str, zone_set: s
 @friendly_errors
 def main(
     run: Annotated[str, typer.Option(help="Finetune run id, or 'latest'.")] = "latest",
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: results/exports/<run> beside the "
-                                                  "database).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <results>/exports/<run>).",
+                                             show_default=False)] = None,
     split: Annotated[str, typer.Option(help="train | val | test.")] = "test",
     method: Annotated[str | None, typer.Option(help="Explanation method (default: lrp if present).",
                                                show_default=False)] = None,
@@ -585,15 +587,16 @@ def main(
     study: Annotated[str | None, typer.Option(help="Export a shortcut study instead of a run: its run id, or "
                                                    "'latest'.", show_default=False)] = None,
     db: DbOption = None,
+    results: ResultsOption = None,
 ) -> None:
     """Write a run's figures (SVG, PNG 300 ppi, PDF + CSV) and summary.md with intervals and tests."""
     if study is not None:
         from jobs._study_export import run_study_export
 
-        files = run_study_export(study, out, db=db)
+        files = run_study_export(study, out, db=db, results=results)
         typer.echo(f"study: {len(files)} files -> {files[-1].parent}")
         return
-    result = run_export(run, out, db=db, split=split, method=method, zone_set=zone_set, zone=zone,
+    result = run_export(run, out, db=db, results=results, split=split, method=method, zone_set=zone_set, zone=zone,
                         n_boot=n_boot, n_permutations=permutations, seed=seed)
     figures = len([f for f in result.files if f.suffix == ".svg"])
     typer.echo(f"{result.run_id}: {figures} figures, {len(result.files)} files -> {result.out}")

@@ -1,9 +1,34 @@
+from contextlib import contextmanager
+
 import duckdb
 import pytest
 
 from retcore.errors import DatabaseError
 from retcore.storage import SCHEMA_VERSION, connect, current_version, migrate, transaction
 
+
+@contextmanager
+def _held_by_a_thread(db, *, read_only: bool):
+    """Another thread holds a connection to ``db`` (a writer inserts a row) until the yielded event is set."""
+    import threading
+
+    opened, release = threading.Event(), threading.Event()
+
+    def hold():
+        with connect(db, read_only=read_only) as con:
+            if not read_only:
+                con.execute("INSERT INTO ingest_errors (path, reason) VALUES ('x', 'y')")
+            opened.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert opened.wait(5)
+        yield release
+    finally:
+        release.set()
+        thread.join()
 
 def test_migrate_creates_public_tables_and_is_idempotent(tmp_path):
     db = tmp_path / "r.duckdb"
@@ -87,50 +112,21 @@ def test_read_only_and_read_write_threads_of_one_process_take_turns(tmp_path):
     db = tmp_path / "r.duckdb"
     with connect(db) as con:
         migrate(con)
-    opened, release = threading.Event(), threading.Event()
-
-    def writer():
-        with connect(db) as con:
-            con.execute("INSERT INTO ingest_errors (path, reason) VALUES ('x', 'y')")
-            opened.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert opened.wait(5)
+    with _held_by_a_thread(db, read_only=False) as release:
         threading.Timer(0.3, release.set).start()
         t0 = time.monotonic()
         with connect(db, read_only=True, timeout_s=5) as con:
             assert con.execute("SELECT count(*) FROM ingest_errors").fetchone()[0] == 1
         assert time.monotonic() - t0 >= 0.2, "waited for the writer to close"
-    finally:
-        release.set()
-        thread.join()
 
 
 def test_a_thread_holding_the_other_mode_too_long_gets_a_lock_error(tmp_path):
-    import threading
-
     db = tmp_path / "r.duckdb"
     with connect(db) as con:
         migrate(con)
-    opened, release = threading.Event(), threading.Event()
-
-    def reader():
-        with connect(db, read_only=True):
-            opened.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        assert opened.wait(5)
+    with _held_by_a_thread(db, read_only=True):
         with pytest.raises(DatabaseError, match="locked"):
             with connect(db, timeout_s=0.3):
                 pass
-    finally:
-        release.set()
-        thread.join()
     with connect(db) as con:  # free again
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
