@@ -94,7 +94,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     decoded, FOV-cropped and analysed (landmarks, quality, zones) in
     ``num_workers`` DataLoader workers; each step holds at most ``batch_size``
     images. Full-resolution maps are float32 ``.npy`` files (relevance values
-    can be ~1e-13, below float16's range), stored relative to the results folder.
+    can be ~1e-10 per pixel for ViT-L, below float16's range), stored relative to the results folder.
     """
     import numpy as np
     import pandas as pd
