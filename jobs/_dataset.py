@@ -94,6 +94,13 @@ def _registered(db, dataset_id: str, spec, records: list[ImageRecord], *,
     )
 
 
+def _discovered(source: Path, *, val: float, test: float, split_seed: int, patient_regex: str):
+    """``(spec, records with splits, dataset id)`` of ``source`` for these split settings (lists files only)."""
+    spec = discover(source, patient_regex=patient_regex)
+    records = assign_splits(spec.records, val=val, test=test, seed=split_seed)
+    return spec, records, dataset_id_for(spec.root, val=val, test=test, split_seed=split_seed, regex=patient_regex)
+
+
 def registered_dataset(
     db, source: Path, *, val: float = 0.15, test: float = 0.15, split_seed: int = 0,
     patient_regex: str = DEFAULT_PATIENT_REGEX, include_conflicting: bool = False,
@@ -102,9 +109,8 @@ def registered_dataset(
 
     Lists the files only (no decoding): None when any file is new or any registered one is gone.
     """
-    spec = discover(source, patient_regex=patient_regex)
-    records = assign_splits(spec.records, val=val, test=test, seed=split_seed)
-    dataset_id = dataset_id_for(spec.root, val=val, test=test, split_seed=split_seed, regex=patient_regex)
+    spec, records, dataset_id = _discovered(source, val=val, test=test, split_seed=split_seed,
+                                            patient_regex=patient_regex)
     return _registered(db, dataset_id, spec, records, include_conflicting=include_conflicting)
 
 
@@ -122,9 +128,8 @@ def prepare_dataset(
     were registered before under the same settings (the pipeline's ingest stage
     has just checked them); ``PreparedData.reused`` says so.
     """
-    spec = discover(source, patient_regex=patient_regex)
-    records = assign_splits(spec.records, val=val, test=test, seed=split_seed)
-    dataset_id = dataset_id_for(spec.root, val=val, test=test, split_seed=split_seed, regex=patient_regex)
+    spec, records, dataset_id = _discovered(source, val=val, test=test, split_seed=split_seed,
+                                            patient_regex=patient_regex)
     if reuse:
         found = _registered(db, dataset_id, spec, records, include_conflicting=include_conflicting)
         if found is not None:
