@@ -1,6 +1,7 @@
 """retcore dashboard: navigation and the filters shared by every page.
 
-``st.navigation`` runs one file per page from ``dashboard/pages/``. The run /
+``st.navigation`` runs one file per page from ``dashboard/app_pages/`` (not
+``pages/``: Streamlit reserves that name for its legacy automatic page discovery). The run /
 method / split / class filters are drawn here, once, in the sidebar and bound
 to the URL (``?run=...&method=...&split=...&class=...``), so a view can be
 shared by link. Every read is a short read-only query (``dashboard.data``); a
@@ -8,20 +9,17 @@ job holding the database shows a note and the page retries by itself.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dashboard.data import DatabaseBusy, db_path, has_schema, is_busy  # noqa: E402
-from dashboard.filters import sidebar_filters  # noqa: E402
-from retcore.errors import DatabaseError  # noqa: E402
+from dashboard.data import DatabaseBusy, db_path, has_schema, is_busy
+from dashboard.filters import sidebar_filters
+from retcore.errors import DatabaseError
 
 st.set_page_config(page_title="retcore", page_icon="👁", layout="wide")
 
-PAGES = Path(__file__).resolve().parent / "pages"
+PAGES = Path(__file__).resolve().parent / "app_pages"
 PAGE_FILES = [
     ("overview.py", "Overview", ":material/dashboard:", "overview"),
     ("confidence.py", "Confidence vs focus", ":material/scatter_plot:", "confidence"),

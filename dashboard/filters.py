@@ -112,8 +112,7 @@ def sync_url(filters: Filters) -> None:
 def current() -> Filters:
     """The filters drawn by ``app.py`` in this script run.
 
-    A page run without ``app.py`` in a fresh session (Streamlit's old-style
-    ``pages/`` handling on a server's first run, see ``dashboard.serve``) draws
+    A page script run on its own (without ``app.py``, e.g. by a test) draws
     them itself.
     """
     if _STATE not in st.session_state:

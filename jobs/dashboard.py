@@ -25,8 +25,7 @@ def main(
     from retcore.storage import resolve_db_path
 
     env = dict(os.environ, RETCORE_DB=str(resolve_db_path(db).resolve()))
-    # dashboard.serve runs `streamlit run dashboard/app.py` (see its docstring for why not directly)
-    args = [sys.executable, "-m", "dashboard.serve", "--server.address", host, "--server.port",
+    args = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port",
             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     typer.echo(f"dashboard on http://{host}:{port} (database {env['RETCORE_DB']})")
     os.execvpe(args[0], args, env)

@@ -9,29 +9,11 @@ APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "jobs"]
 
 
-def _navigation_only(monkeypatch) -> None:
-    """Make AppTest treat app.py as an ``st.navigation`` app, as ``dashboard.serve`` does.
-
-    AppTest resets Streamlit's "this app has a v1 pages/ folder" flag before every run,
-    and ``dashboard/pages/`` would make it run a page without app.py after the first run.
-    """
-    import streamlit.testing.v1.app_test as app_test
-    from streamlit.runtime.pages_manager import PagesManager
-
-    class NavigationPagesManager(PagesManager):
-        def __init__(self, *args, **kwargs):
-            PagesManager.uses_pages_directory = False
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(app_test, "PagesManager", NavigationPagesManager)
-
-
 @pytest.fixture
 def app(monkeypatch):
     """Factory: ``app(db, page='overview', params=None)`` -> an AppTest that has run that page."""
     from streamlit.testing.v1 import AppTest
 
-    _navigation_only(monkeypatch)
 
     def run(db, page: str = "overview", params: dict | None = None, check: bool = True):
         monkeypatch.setenv("RETCORE_DB", str(db))
@@ -40,7 +22,7 @@ def app(monkeypatch):
             at.query_params[key] = value
         at.run()
         if page != "overview":
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"app_pages/{page}.py").run()
         if check:
             assert not at.exception, [e.value for e in at.exception]
         return at
