@@ -1,16 +1,18 @@
 """Guided (attention-regularised) fine-tuning: allowed regions, joint augmentation, penalties."""
 from retcore.guide.data import GuidedDataset, JointTrainTransform
-from retcore.guide.penalty import (attention_maps, explicit_attention, get_penalty, list_penalties, patch_relevance,
-                                   register_penalty)
-from retcore.guide.regions import (ANATOMY_REGIONS, GuideContext, GuideSpec, allowed_region, get_guide, list_guides,
-                                   register_guide)
+from retcore.guide.penalty import (PENALTY_REGISTRY, attention_maps, explicit_attention, get_penalty, list_penalties,
+                                   patch_relevance, register_penalty)
+from retcore.guide.regions import (ANATOMY_REGIONS, GUIDE_REGISTRY, GuideContext, GuideSpec, allowed_region, get_guide,
+                                   list_guides, register_guide)
 
 __all__ = [
     "ANATOMY_REGIONS",
+    "GUIDE_REGISTRY",
     "GuideContext",
     "GuideSpec",
     "GuidedDataset",
     "JointTrainTransform",
+    "PENALTY_REGISTRY",
     "allowed_region",
     "attention_maps",
     "explicit_attention",

@@ -41,37 +41,40 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import nn
 
-__all__ = ["EPS", "attention_maps", "explicit_attention", "get_penalty", "list_penalties", "patch_relevance",
-           "register_penalty"]
+from retcore.registry import Registry
+
+__all__ = ["EPS", "PENALTY_REGISTRY", "attention_maps", "explicit_attention", "get_penalty", "list_penalties",
+           "patch_relevance", "register_penalty"]
 
 EPS = torch.finfo(torch.float32).tiny
 """Floor of a share's denominator (an all-zero explanation has share 0, a tiny one is not swamped)."""
 PenaltyFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
                      tuple[torch.Tensor, torch.Tensor]]
-_PENALTIES: dict[str, PenaltyFn] = {}
+PENALTY_REGISTRY: Registry[PenaltyFn] = Registry("guide penalty")
+"""Name -> penalty form; filled by :func:`register_penalty`."""
 
 
 def register_penalty(name: str) -> Callable[[PenaltyFn], PenaltyFn]:
-    """Decorator registering a penalty form under ``name``."""
+    """Decorator registering a penalty form under ``name``.
 
-    def deco(fn: PenaltyFn) -> PenaltyFn:
-        _PENALTIES[name] = fn
-        return fn
-
-    return deco
+    Raises:
+        retcore.registry.DuplicateNameError: ``name`` is already registered.
+    """
+    return PENALTY_REGISTRY.register(name)
 
 
 def list_penalties() -> list[str]:
-    """Names of the registered penalty forms."""
-    return sorted(_PENALTIES)
+    """Names of the registered penalty forms, in registration order."""
+    return PENALTY_REGISTRY.names()
 
 
 def get_penalty(name: str) -> PenaltyFn:
-    """The penalty form ``name``; ValueError naming the choices otherwise."""
-    try:
-        return _PENALTIES[name]
-    except KeyError:
-        raise ValueError(f"unknown guide penalty {name!r}: choose one of {', '.join(list_penalties())}") from None
+    """The penalty form ``name``.
+
+    Raises:
+        retcore.registry.UnknownNameError: ``name`` is not registered (the message lists the names).
+    """
+    return PENALTY_REGISTRY.get(name)
 
 
 def _attention_modules(model: nn.Module) -> list[Attention]:

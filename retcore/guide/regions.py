@@ -32,9 +32,11 @@ from PIL import Image
 
 from retcore.anatomy import Landmarks, detect_landmarks, fov_circle, fov_mask
 from retcore.errors import DataError
+from retcore.registry import Registry
 
 __all__ = [
     "ANATOMY_REGIONS",
+    "GUIDE_REGISTRY",
     "GuideContext",
     "GuideSpec",
     "allowed_region",
@@ -87,32 +89,33 @@ class GuideContext:
 
 
 GuideFn = Callable[[GuideContext, GuideSpec], "np.ndarray | None"]
-_GUIDES: dict[str, GuideFn] = {}
+GUIDE_REGISTRY: Registry[GuideFn] = Registry("guide")
+"""Name -> allowed-region function; filled by :func:`register_guide`."""
 NEEDS_LANDMARKS = {"anatomy"}
 NEEDS_FOV = {"center", "anatomy"}
 
 
 def register_guide(name: str) -> Callable[[GuideFn], GuideFn]:
-    """Decorator registering an allowed-region function under ``name``."""
+    """Decorator registering an allowed-region function under ``name``.
 
-    def deco(fn: GuideFn) -> GuideFn:
-        _GUIDES[name] = fn
-        return fn
-
-    return deco
+    Raises:
+        retcore.registry.DuplicateNameError: ``name`` is already registered.
+    """
+    return GUIDE_REGISTRY.register(name)
 
 
 def list_guides() -> list[str]:
-    """Names of the registered guide kinds."""
-    return sorted(_GUIDES)
+    """Names of the registered guide kinds, in registration order."""
+    return GUIDE_REGISTRY.names()
 
 
 def get_guide(name: str) -> GuideFn:
-    """The region function of guide ``name``; ValueError naming the choices otherwise."""
-    try:
-        return _GUIDES[name]
-    except KeyError:
-        raise ValueError(f"unknown guide {name!r}: choose one of {', '.join(list_guides())}") from None
+    """The region function of guide ``name``.
+
+    Raises:
+        retcore.registry.UnknownNameError: ``name`` is not registered (the message lists the names).
+    """
+    return GUIDE_REGISTRY.get(name)
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
