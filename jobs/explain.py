@@ -106,7 +106,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     from retcore.data.roots import to_stored
     from retcore.errors import DataError, RetcoreError
     from retcore.evaluate import merge_perturbation_results, perturbation_test
-    from retcore.explain import explain_support, list_methods, relevance, upsample
+    from retcore.explain import METHOD_REGISTRY, explain_support, relevance, upsample
     from retcore.focus import focus_scores
     from retcore.inputs import ExplainInputs, collate_prepared
     from retcore.storage.runs import open_db, record_run
@@ -119,9 +119,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     from retcore.train.engine import resolve_device
     from retcore.zones import area_transfer
 
-    unknown = [m for m in methods if m not in list_methods()]
-    if unknown:
-        raise RetcoreError(f"unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(list_methods())}")
+    METHOD_REGISTRY.check(methods)  # UnknownMethodError (a RetcoreError) listing the names
     if target not in ("pred", "label"):
         raise RetcoreError(f"--target {target!r} must be 'pred' or 'label'")
     if batch_size < 1:

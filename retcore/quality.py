@@ -42,10 +42,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from retcore.anatomy import fov_circle, fov_mask
+from retcore.registry import Registry
 
 __all__ = [
     "ANALYSIS_FOV_RADIUS",
     "GRADES",
+    "METRIC_REGISTRY",
     "QualityInput",
     "QualityThresholds",
     "list_metrics",
@@ -95,24 +97,22 @@ class QualityInput:
 
 
 MetricFn = Callable[[QualityInput], float]
-_METRICS: dict[str, MetricFn] = {}
+METRIC_REGISTRY: Registry[MetricFn] = Registry("quality metric")
+"""Name -> ``fn(QualityInput) -> float``; filled by :func:`register_metric`."""
 
 
 def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
-    """Decorator adding ``fn(QualityInput) -> float`` to the metric registry under ``name``."""
+    """Decorator adding ``fn(QualityInput) -> float`` to the metric registry under ``name``.
 
-    def deco(fn: MetricFn) -> MetricFn:
-        if name in _METRICS:
-            raise ValueError(f"quality metric {name!r} is already registered")
-        _METRICS[name] = fn
-        return fn
-
-    return deco
+    Raises:
+        retcore.registry.DuplicateNameError: ``name`` is already registered.
+    """
+    return METRIC_REGISTRY.register(name)
 
 
 def list_metrics() -> list[str]:
     """Names of the registered quality metrics, in registration order."""
-    return list(_METRICS)
+    return METRIC_REGISTRY.names()
 
 
 def prepare_quality_input(rgb: np.ndarray, fov: np.ndarray | None = None) -> QualityInput:
@@ -162,13 +162,14 @@ def quality_metrics(rgb: np.ndarray, fov: np.ndarray | None = None,
 
     Returns:
         ``{name: value}`` in the order of ``names`` (see the module docstring for units).
+
+    Raises:
+        retcore.registry.UnknownNameError: a name is not registered (the message lists the names).
     """
     chosen = list_metrics() if names is None else list(names)
-    unknown = [n for n in chosen if n not in _METRICS]
-    if unknown:
-        raise KeyError(f"unknown quality metrics {unknown}: choose from {list_metrics()}")
+    METRIC_REGISTRY.check(chosen)
     q = prepare_quality_input(rgb, fov)
-    return {n: float(_METRICS[n](q)) for n in chosen}
+    return {n: float(METRIC_REGISTRY.get(n)(q)) for n in chosen}
 
 
 # ------------------------------------------------------------------------ metrics

@@ -62,10 +62,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retcore.anatomy import Landmarks, fovea_geometric
+from retcore.registry import Registry
 
 __all__ = [
     "DEMO_MASK_BITS",
     "THIRDS_RADIUS",
+    "ZONE_SET_REGISTRY",
     "ZoneContext",
     "ZoneScore",
     "area_transfer",
@@ -136,24 +138,22 @@ class ZoneScore:
 
 
 ZoneSetFn = Callable[..., dict[str, np.ndarray]]
-_ZONE_SETS: dict[str, ZoneSetFn] = {}
+ZONE_SET_REGISTRY: Registry[ZoneSetFn] = Registry("zone set")
+"""Name -> zone-set function; filled by :func:`register_zone_set`."""
 
 
 def register_zone_set(name: str) -> Callable[[ZoneSetFn], ZoneSetFn]:
-    """Decorator registering ``fn(ctx: ZoneContext, shape: (h, w), **params) -> {zone: (h, w) bool}``."""
+    """Decorator registering ``fn(ctx: ZoneContext, shape: (h, w), **params) -> {zone: (h, w) bool}``.
 
-    def deco(fn: ZoneSetFn) -> ZoneSetFn:
-        if name in _ZONE_SETS:
-            raise ValueError(f"zone set {name!r} is already registered")
-        _ZONE_SETS[name] = fn
-        return fn
-
-    return deco
+    Raises:
+        retcore.registry.DuplicateNameError: ``name`` is already registered.
+    """
+    return ZONE_SET_REGISTRY.register(name)
 
 
 def list_zone_sets() -> list[str]:
     """Names of the registered zone sets, in registration order."""
-    return list(_ZONE_SETS)
+    return ZONE_SET_REGISTRY.names()
 
 
 def compute_zones(name: str, ctx: ZoneContext, shape: tuple[int, int] | None = None,
@@ -168,11 +168,13 @@ def compute_zones(name: str, ctx: ZoneContext, shape: tuple[int, int] | None = N
 
     Returns:
         ``{zone name: (h, w) bool mask}``.
+
+    Raises:
+        retcore.registry.UnknownNameError: ``name`` is not registered (the message lists the names).
     """
-    if name not in _ZONE_SETS:
-        raise KeyError(f"unknown zone set {name!r}: choose from {list_zone_sets()}")
+    fn = ZONE_SET_REGISTRY.get(name)
     grid = (ctx.height, ctx.width) if shape is None else (int(shape[0]), int(shape[1]))
-    return _ZONE_SETS[name](ctx, grid, **params)
+    return fn(ctx, grid, **params)
 
 
 # --------------------------------------------------------------------- geometry

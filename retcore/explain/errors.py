@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from retcore.errors import RetcoreError
+from retcore.registry import UnknownNameError
 
 __all__ = ["ExplainError", "TargetError", "UnknownMethodError", "UnsupportedMethodError", "UnsupportedModelError"]
 
@@ -23,5 +24,5 @@ class TargetError(ExplainError):
     """A target class that is out of range, or a target tensor of the wrong shape."""
 
 
-class UnknownMethodError(ExplainError):
-    """An explanation method name that is not registered."""
+class UnknownMethodError(UnknownNameError, ExplainError):
+    """An explanation method name that is not registered (the message lists the names)."""

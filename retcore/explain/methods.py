@@ -67,6 +67,7 @@ from retcore.explain.errors import (
     UnsupportedModelError,
 )
 from retcore.explain.rollout import READOUTS, readout_weights, rollout_readout
+from retcore.registry import Registry
 
 __all__ = [
     "METHOD_REGISTRY",
@@ -89,26 +90,28 @@ __all__ = [
 
 M = TypeVar("M", bound=type["Method"])
 
-METHOD_REGISTRY: dict[str, type["Method"]] = {}
+METHOD_REGISTRY: Registry[type["Method"]] = Registry("explanation method", error=UnknownMethodError)
 """Name -> :class:`Method` subclass; filled by :func:`register_method`."""
 
 
 def register_method(name: str) -> Callable[[M], M]:
-    """Class decorator registering a :class:`Method` subclass under ``name``."""
+    """Class decorator registering a :class:`Method` subclass under ``name`` (and setting its ``name``).
+
+    Raises:
+        retcore.registry.DuplicateNameError: ``name`` is already registered.
+    """
 
     def decorator(cls: M) -> M:
-        if name in METHOD_REGISTRY and METHOD_REGISTRY[name] is not cls:
-            raise ValueError(f"explanation method {name!r} is already registered")
+        METHOD_REGISTRY.register(name)(cls)
         cls.name = name
-        METHOD_REGISTRY[name] = cls
         return cls
 
     return decorator
 
 
 def list_methods() -> list[str]:
-    """Registered method names, sorted."""
-    return sorted(METHOD_REGISTRY)
+    """Registered method names, in registration order."""
+    return METHOD_REGISTRY.names()
 
 
 def get_method(name: str) -> "Method":
@@ -117,9 +120,7 @@ def get_method(name: str) -> "Method":
     Raises:
         UnknownMethodError: ``name`` is not registered (the message lists the names).
     """
-    if name not in METHOD_REGISTRY:
-        raise UnknownMethodError(f"unknown explanation method {name!r}: choose one of {', '.join(list_methods())}")
-    return METHOD_REGISTRY[name]()
+    return METHOD_REGISTRY.get(name)()
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from timm.models.vision_transformer import VisionTransformer
 
 from retcore.errors import CheckpointError, RetcoreError
 from retcore.models.checkpoint import load_checkpoint_into, read_checkpoint
+from retcore.registry import Registry, UnknownNameError
 
 __all__ = [
     "GLOBAL_POOLS",
     "MODEL_REGISTRY",
     "ModelConfigError",
-    "ModelFactory",
     "UnknownModelError",
     "create_model",
     "list_models",
@@ -36,43 +36,26 @@ class ModelConfigError(RetcoreError, ValueError):
     """A model option that cannot work (unknown pooling, image size not a multiple of the patch...)."""
 
 
-class UnknownModelError(ModelConfigError):
-    """A model name that is not in :data:`MODEL_REGISTRY`."""
+class UnknownModelError(UnknownNameError, ModelConfigError):
+    """A model name that is not in :data:`MODEL_REGISTRY` (the message lists the names)."""
 
 
-class ModelFactory(Protocol):
-    """Signature of a registered factory."""
-
-    def __call__(
-        self,
-        num_classes: int,
-        *,
-        img_size: int | tuple[int, int],
-        global_pool: str,
-        drop_path: float | None,
-        double_fc_norm: bool,
-    ) -> VisionTransformer: ...
-
-
-MODEL_REGISTRY: dict[str, Callable[..., VisionTransformer]] = {}
+MODEL_REGISTRY: Registry[Callable[..., VisionTransformer]] = Registry("model", error=UnknownModelError)
 """Name -> factory; filled by :func:`register_model`."""
 
 
 def register_model(name: str) -> Callable[[Callable[..., VisionTransformer]], Callable[..., VisionTransformer]]:
-    """Decorator registering ``factory`` under ``name`` (a name can be registered once)."""
+    """Decorator registering ``factory`` under ``name``.
 
-    def decorator(factory: Callable[..., VisionTransformer]) -> Callable[..., VisionTransformer]:
-        if name in MODEL_REGISTRY and MODEL_REGISTRY[name] is not factory:
-            raise ValueError(f"model name {name!r} is already registered")
-        MODEL_REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    Raises:
+        retcore.registry.DuplicateNameError: ``name`` is already registered.
+    """
+    return MODEL_REGISTRY.register(name)
 
 
 def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(MODEL_REGISTRY)
+    """Registered model names, in registration order."""
+    return MODEL_REGISTRY.names()
 
 
 def create_model(
@@ -114,8 +97,7 @@ def create_model(
         ModelConfigError: impossible option combination.
         CheckpointError: the checkpoint is missing, unreadable or does not fit.
     """
-    if name not in MODEL_REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}: choose one of {', '.join(list_models())}")
+    factory = MODEL_REGISTRY.get(name)
     if global_pool not in GLOBAL_POOLS:
         raise ModelConfigError(f"unknown global_pool {global_pool!r}: use 'avg' (RETFound) or 'token' (CLS)")
     if double_fc_norm and global_pool != "avg":
@@ -124,7 +106,7 @@ def create_model(
         raise ModelConfigError(f"num_classes must be >= 0, got {num_classes}")
     if drop_path is not None and not 0.0 <= drop_path < 1.0:
         raise ModelConfigError(f"drop_path must be in [0, 1), got {drop_path}")
-    model = MODEL_REGISTRY[name](
+    model = factory(
         num_classes,
         img_size=img_size,
         global_pool=global_pool,

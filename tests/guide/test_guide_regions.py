@@ -22,7 +22,7 @@ LM = Landmarks(fov_cx=50, fov_cy=40, fov_r=36, disc_x=25, disc_y=40, disc_r=5, f
 
 
 def test_registry_lists_the_three_kinds() -> None:
-    assert list_guides() == ["anatomy", "center", "mask"]
+    assert list_guides() == ["center", "anatomy", "mask"]  # registration order
     with pytest.raises(ValueError, match="unknown guide 'nope'"):
         allowed_region(GuideContext(_fundus(), "normal"), GuideSpec("nope"))
 

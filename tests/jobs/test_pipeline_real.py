@@ -64,9 +64,9 @@ def tiny_mae_model():
     def tiny_mae(num_classes: int, **options: object):
         return build_vit(TINY_MAE, num_classes, **options)  # type: ignore[arg-type]
 
-    MODEL_REGISTRY["tiny_mae"] = tiny_mae
+    MODEL_REGISTRY.register("tiny_mae")(tiny_mae)
     yield "tiny_mae"
-    MODEL_REGISTRY.pop("tiny_mae", None)
+    MODEL_REGISTRY.unregister("tiny_mae")
 
 
 @pytest.fixture(scope="module")

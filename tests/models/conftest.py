@@ -1,7 +1,7 @@
 """Tiny ViTs and fake checkpoints in the official RETFound key layouts."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -95,14 +95,15 @@ def fake_dinov2_teacher() -> Callable[..., dict[str, torch.Tensor]]:
 
 
 @pytest.fixture
-def tiny_registered(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Register ``tiny`` (the TINY spec) for the duration of one test; returns the name."""
+def tiny_registered() -> Iterator[str]:
+    """Register ``tiny`` (the TINY spec) for the duration of one test; yields the name."""
 
+    @MODEL_REGISTRY.register("tiny")
     def tiny(num_classes: int, **options: object) -> torch.nn.Module:
         return build_vit(TINY, num_classes, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setitem(MODEL_REGISTRY, "tiny", tiny)
-    return "tiny"
+    yield "tiny"
+    MODEL_REGISTRY.unregister("tiny")
 
 
 @pytest.fixture

@@ -21,16 +21,17 @@ def test_registry():
         Z.register_zone_set("thirds")(lambda ctx, shape: {})
 
 
-def test_register_custom_zone_set(monkeypatch):
-    monkeypatch.setattr(Z, "_ZONE_SETS", dict(Z._ZONE_SETS))
-
+def test_register_custom_zone_set():
     @Z.register_zone_set("upper")
     def upper(ctx, shape):
         rows = np.arange(shape[0])[:, None] < shape[0] // 2
         return {"upper": np.broadcast_to(rows, shape).copy()}
 
-    zones = compute_zones("upper", CTX, (4, 4))
-    assert zones["upper"].sum() == 8
+    try:
+        zones = compute_zones("upper", CTX, (4, 4))
+        assert zones["upper"].sum() == 8
+    finally:
+        Z.ZONE_SET_REGISTRY.unregister("upper")
 
 
 @pytest.mark.parametrize("shape", [(224, 224), (14, 14), (300, 300)])
