@@ -19,6 +19,9 @@ Methods (registry :data:`METHOD_REGISTRY`, ``@register_method(name)``,
 * ``lrp_pixels`` — full LRP to the input pixels (B, H, W) (z^B rule at the
   patch convolution);
 * ``gae`` — Chefer et al. ICCV 2021 generic attention explainability;
+  :func:`gae_relevance` (:mod:`retcore.explain.gae`) is the same map with its
+  graph to the parameters, for training losses (the guide's ``relevance``
+  penalty);
 * ``gradcam`` — Grad-CAM: on the tokens the pool reads for average-pool
   heads (channel weights = gradients averaged over the tokens, as
   pytorch-grad-cam does for ViTs), over the last block's attention heads for
@@ -67,6 +70,7 @@ from retcore.explain.errors import (
     UnsupportedMethodError,
     UnsupportedModelError,
 )
+from retcore.explain.gae import GAEOutput, gae_readout, gae_relevance
 from retcore.explain.lrp import LRPMethod, LRPPixelsMethod  # importing registers lrp and lrp_pixels
 from retcore.explain.methods import (
     METHOD_REGISTRY,
@@ -82,7 +86,8 @@ from retcore.explain.methods import (
     list_methods,
     register_method,
 )
-from retcore.explain.rollout import READOUTS, readout, readout_weights, rollout_matrix, rollout_readout
+from retcore.explain.rollout import (READOUTS, default_readout, readout, readout_weights, rollout_matrix,
+                                     rollout_readout)
 
 __all__ = [
     "METHOD_REGISTRY",
@@ -90,6 +95,7 @@ __all__ = [
     "AttentionMethod",
     "ExplainError",
     "GAEMethod",
+    "GAEOutput",
     "GradCAMMethod",
     "LRPMethod",
     "LRPPixelsMethod",
@@ -105,7 +111,10 @@ __all__ = [
     "ViTInfo",
     "capture",
     "clip_percentile",
+    "default_readout",
     "explain_support",
+    "gae_readout",
+    "gae_relevance",
     "get_method",
     "inspect_vit",
     "list_methods",

@@ -2,9 +2,10 @@
 
 :func:`capture` is the only place where :mod:`retcore.explain` touches a
 model. Inside ``with capture(model, ...) as rec:`` the model is in eval mode,
-its parameters do not require gradients, the attention modules of the
-requested blocks run timm's explicit (non-fused) attention so that the
-post-softmax attention ``A`` (B, H, N, N) exists, and forward hooks store
+its parameters do not require gradients (with ``trainable=True`` both are left
+as they are, so that a training loss can use what is recorded), the attention
+modules of the requested blocks run timm's explicit (non-fused) attention so
+that the post-softmax attention ``A`` (B, H, N, N) exists, and forward hooks store
 the tensors the explanation methods need in ``rec``. On exit every hook is
 removed and the model is restored exactly: the ``fused_attn`` flag of every
 attention module, the ``training`` flag of every submodule and the
@@ -12,8 +13,8 @@ attention module, the ``training`` flag of every submodule and the
 one exception: the attention map of the first block whose gradient is
 requested — or, with ``features=True`` and no such map upstream, the tokens
 the head pools — is replaced by a leaf copy with ``requires_grad=True``;
-values are identical), so the logits are those of the model in eval mode with
-explicit attention.
+values are identical), so the logits are those of the model in eval mode (in
+its own mode with ``trainable=True``) with explicit attention.
 
 :func:`inspect_vit` checks that a model is a timm ``VisionTransformer`` made
 of the parts the LRP rules know (``Block``, ``Attention`` without gate,
@@ -285,6 +286,7 @@ def capture(
     head: bool = False,
     embedding: bool = False,
     features: bool = False,
+    trainable: bool = False,
 ) -> Iterator[Recorder]:
     """Attach recording hooks to ``model`` for the duration of a ``with`` block.
 
@@ -303,6 +305,11 @@ def capture(
             under ``torch.enable_grad()`` (Grad-CAM on tokens); the final
             ``norm`` is an ``Identity`` for ``fc_norm`` heads, so these are
             then the last block's output.
+        trainable: leave the model's train/eval mode and its parameters'
+            ``requires_grad`` as they are (default: eval mode, frozen
+            parameters), so the logits and the recorded attention maps carry
+            their graph to the parameters — for training losses built from
+            explanations (:func:`retcore.explain.gae.gae_relevance`).
 
     Yields:
         a :class:`Recorder`, filled by each forward pass of ``model``.
@@ -320,12 +327,13 @@ def capture(
         raise UnsupportedModelError(reason)
     rec = Recorder(info=info, blocks=[BlockRecord() for _ in blocks])
 
-    training = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
+    training = [] if trainable else [(m, m.training) for m in model.modules()]
+    grads = [] if trainable else [(p, p.requires_grad) for p in model.parameters()]
     fused = [(blk.attn, blk.attn.fused_attn) for blk in blocks]
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        model.eval()
+        if not trainable:
+            model.eval()
         for p, _ in grads:
             p.requires_grad_(False)
         for i in sorted(attention_set):

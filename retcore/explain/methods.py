@@ -66,7 +66,8 @@ from retcore.explain.errors import (
     UnsupportedMethodError,
     UnsupportedModelError,
 )
-from retcore.explain.rollout import READOUTS, readout_weights, rollout_readout
+from retcore.explain.gae import gae_readout, target_gradients
+from retcore.explain.rollout import READOUTS, default_readout, readout_weights, rollout_readout
 from retcore.registry import Registry
 
 __all__ = [
@@ -356,7 +357,7 @@ def trace(method: Method, model: nn.Module, images: torch.Tensor, target: int | 
     batch = images.shape[0]
     device = images.device
     explicit = resolve_targets(target, None, batch, info.num_classes, device)
-    kind = readout or ("cls" if info.global_pool == "token" else "mean")
+    kind = readout or default_readout(info)
     if kind not in READOUTS or (kind == "cls" and not info.has_class_token):
         readout_weights(info, kind, 1, info.num_prefix_tokens + 1, dtype=torch.float32, device=device)  # raises
     reason = method.supports(model, info, start_layer)
@@ -382,9 +383,8 @@ def trace(method: Method, model: nn.Module, images: torch.Tensor, target: int | 
         grads: dict[int, torch.Tensor] = {}
         features = feature_grad = None
         if differentiate:
-            chosen = logits.gather(1, targets.unsqueeze(1)).sum()
             wrt = [rec.attention(i) for i in needs.gradients] + ([rec.features()] if needs.features else [])
-            values = torch.autograd.grad(chosen, wrt)
+            values = target_gradients(logits, targets, wrt)
             grads = dict(zip(needs.gradients, values[:len(needs.gradients)], strict=True))
             if needs.features:
                 features, feature_grad = rec.features().detach(), values[-1]
@@ -518,14 +518,9 @@ class GAEMethod(Method):
     def compute(self, trace: Trace) -> torch.Tensor:
         """(B, Np) read-out of ``prod_l (I + mean_h clamp(dA_l * A_l, 0)) - I`` from ``start_layer``.
 
-        The identity (residual) path is left out: for a CLS read-out it only reaches the CLS
-        column, which is dropped anyway (the authors' maps are unchanged); for the mean read-out
-        of average-pool heads it would add the same 1/Np to every patch and, on a trained model
-        whose attention terms are small, swamp the map (every zone score ~1.0).
+        :func:`retcore.explain.gae.gae_readout`, the same function the guide's ``relevance``
+        penalty differentiates (through :func:`retcore.explain.gae.gae_relevance`); the identity
+        (residual) path is left out (see :mod:`retcore.explain.gae` for why).
         """
-        w = trace.weights.unsqueeze(1)  # (B, 1, N)
-        extra = torch.zeros_like(w)  # w^T prod (I + mean_h P_h) - w^T: the part that flows through attention
-        for i in range(trace.info.depth - 1, trace.start_layer - 1, -1):
-            positive = trace.grad(i).mul_(trace.attention(i)).clamp_(min=0)  # (B, H, N, N)
-            extra = extra + torch.matmul((w + extra).unsqueeze(1), positive).mean(1)  # no head mean formed
-        return extra[:, 0, trace.num_prefix_tokens:]
+        layers = ((trace.attention(i), trace.grad(i)) for i in range(trace.info.depth - 1, trace.start_layer - 1, -1))
+        return gae_readout(trace.weights, layers, trace.num_prefix_tokens)

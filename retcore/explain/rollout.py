@@ -25,10 +25,15 @@ import torch
 from retcore.explain.capture import ViTInfo
 from retcore.explain.errors import ExplainError
 
-__all__ = ["READOUTS", "readout", "readout_weights", "rollout_matrix", "rollout_readout"]
+__all__ = ["READOUTS", "default_readout", "readout", "readout_weights", "rollout_matrix", "rollout_readout"]
 
 READOUTS = ("cls", "mean")
 """``'cls'``: CLS-token row; ``'mean'``: mean of the averaged (patch) token rows."""
+
+
+def default_readout(info: ViTInfo) -> str:
+    """The head's own read-out: ``'cls'`` for a CLS-token head, ``'mean'`` for an average-pool head."""
+    return "cls" if info.global_pool == "token" else "mean"
 
 
 def readout_weights(

@@ -121,3 +121,23 @@ def test_inplace_activations_are_refused_for_lrp() -> None:
     assert relevance(model, images, "rollout").shape == (1, 2, 2)  # attention-only methods are unaffected
     with pytest.raises(UnsupportedModelError, match="in-place"):
         relevance(model, images, "lrp")
+
+
+def test_trainable_capture_keeps_the_training_state() -> None:
+    """``trainable=True`` (training losses built from explanations): mode and ``requires_grad``
+    untouched, the recorded attention carries its graph to the parameters, hooks and fused flags
+    restored on exit."""
+    model = make_vit(depth=2, dim=32, heads=2, patch=16, img=(32, 32))
+    model.train()
+    model.pos_embed.requires_grad_(False)
+    before = _state(model)
+    with capture(model, attention_layers=[0, 1], grad_layers=[1], trainable=True) as rec:
+        assert model.training and not any(blk.attn.fused_attn for blk in model.blocks)
+        assert [p.requires_grad for p in model.parameters()] == before[1]
+        model(make_images(2, (32, 32)))
+    attn = rec.attention(1)
+    assert attn.grad_fn is not None  # not a leaf copy: the graph runs back to the weights
+    attn.sum().backward()
+    assert model.blocks[1].attn.qkv.weight.grad is not None and model.pos_embed.grad is None
+    model.zero_grad(set_to_none=True)
+    assert _state(model) == before
