@@ -1,7 +1,6 @@
 """Guided (attention-regularised) fine-tuning: allowed regions, joint augmentation, penalties."""
 from retcore.guide.data import GuidedDataset, JointTrainTransform
-from retcore.guide.penalty import (PENALTY_REGISTRY, attention_maps, explicit_attention, get_penalty, list_penalties,
-                                   patch_relevance, register_penalty)
+from retcore.guide.penalty import PENALTY_REGISTRY, get_penalty, list_penalties, register_penalty
 from retcore.guide.regions import (ANATOMY_REGIONS, GUIDE_REGISTRY, GuideContext, GuideSpec, allowed_region, get_guide,
                                    list_guides, register_guide)
 
@@ -14,13 +13,10 @@ __all__ = [
     "JointTrainTransform",
     "PENALTY_REGISTRY",
     "allowed_region",
-    "attention_maps",
-    "explicit_attention",
     "get_guide",
     "get_penalty",
     "list_guides",
     "list_penalties",
-    "patch_relevance",
     "register_guide",
     "register_penalty",
 ]

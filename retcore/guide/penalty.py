@@ -19,32 +19,38 @@ Forms:
   size; the share keeps the weight comparable across models (the gradient of
   the share still pushes the outside gradients down). Needs double
   back-propagation (``create_graph=True``): about 3x a plain step.
-- ``relevance`` — the gradient x attention rollout of Chefer et al. (ICCV 2021,
-  ``gae`` in ``retcore.explain``): ``A_bar_l = mean_heads(relu(dy_t/dA_l * A_l))``
-  for the true class ``t``, rolled out with the model's read-out ``w`` (the CLS
-  row, or the mean of the patch rows for average-pool heads) as
-  ``r = w^T (I + A_bar_L) ... (I + A_bar_1) - w^T``, i.e. the relevance that
-  reaches each patch through attention (the identity path, which no training
-  can move, is left out). Patch shares of ``allowed`` come from average
-  pooling over each patch. share = ``sum(r x (1 - allowed_patch)) / sum(r)``.
-  The attention gradient ``dy_t/dA`` is treated as a constant (one extra
-  backward, no double back-propagation): the penalty trains the attention maps
-  themselves. About 2x a plain step.
+- ``relevance`` — the ``gae`` explanation of ``retcore.explain`` (Chefer et
+  al., ICCV 2021: gradient x attention rollout) of the true class ``t``,
+  computed by the very function the ``gae`` method uses
+  (:func:`retcore.explain.gae.gae_relevance`, which calls
+  :func:`~retcore.explain.gae.gae_readout`), with the model in its training
+  state: ``P_l = mean_heads(relu(dy_t/dA_l * A_l))``,
+  ``r = w^T (I + P_{L-1}) ... (I + P_0) - w^T`` with the model's read-out
+  ``w`` (the CLS row, or the mean of the patch rows for average-pool heads),
+  i.e. the relevance that reaches each patch through attention (the identity
+  path, which no training can move, is left out). For a model in eval mode
+  ``r`` equals ``retcore.explain.relevance(model, images, 'gae', labels)``
+  (``tests/guide/test_guide_penalty.py`` checks it). Patch shares of
+  ``allowed`` come from average pooling over each patch;
+  share = ``sum(r x (1 - allowed_patch)) / sum(r)``. The attention gradient
+  ``dy_t/dA`` is a constant (one extra backward, no double back-propagation):
+  the penalty trains the attention maps themselves. About 1.3x a plain step
+  (``bench/guide.py``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention
 from torch import nn
 
+from retcore.explain.capture import Recorder, capture
+from retcore.explain.gae import gae_relevance
 from retcore.registry import Registry
 
-__all__ = ["EPS", "PENALTY_REGISTRY", "attention_maps", "explicit_attention", "get_penalty", "list_penalties",
-           "patch_relevance", "register_penalty"]
+__all__ = ["EPS", "PENALTY_REGISTRY", "get_penalty", "list_penalties", "register_penalty"]
 
 EPS = torch.finfo(torch.float32).tiny
 """Floor of a share's denominator (an all-zero explanation has share 0, a tiny one is not swamped)."""
@@ -77,46 +83,10 @@ def get_penalty(name: str) -> PenaltyFn:
     return PENALTY_REGISTRY.get(name)
 
 
-def _attention_modules(model: nn.Module) -> list[Attention]:
-    mods = [m for m in model.modules() if isinstance(m, Attention)]
-    if not mods:
-        raise ValueError(f"{type(model).__name__} has no timm Attention modules: guided fine-tuning needs a timm ViT")
-    return mods
-
-
-@contextmanager
-def explicit_attention(model: nn.Module) -> Iterator[list[Attention]]:
-    """Run every timm ``Attention`` of ``model`` unfused (explicit softmax(QK^T)V) inside the block.
-
-    Explicit attention supports double back-propagation and exposes the
-    attention map; the ``fused_attn`` flags are restored on exit.
-    """
-    mods = _attention_modules(model)
-    saved = [m.fused_attn for m in mods]
-    try:
-        for m in mods:
-            m.fused_attn = False
-        yield mods
-    finally:
-        for m, flag in zip(mods, saved):
-            m.fused_attn = flag
-
-
-@contextmanager
-def attention_maps(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the post-softmax attention maps (B, heads, N, N) of every block, in order, with their graph."""
-    maps: list[torch.Tensor] = []
-
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        maps.append(output)
-
-    with explicit_attention(model) as mods:
-        handles = [m.attn_drop.register_forward_hook(hook) for m in mods]
-        try:
-            yield maps
-        finally:
-            for h in handles:
-                h.remove()
+def _explicit_attention(model: nn.Module) -> AbstractContextManager[Recorder]:
+    """Every block's attention explicit (softmax(QK^T)V, which supports double back-propagation), the model
+    otherwise as it is: :func:`retcore.explain.capture.capture` with ``trainable=True``."""
+    return capture(model, attention_layers=range(len(model.blocks)), trainable=True)  # type: ignore[arg-type]
 
 
 def _weighted_mean(share: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -130,7 +100,7 @@ def input_gradient_penalty(model: nn.Module, images: torch.Tensor, labels: torch
     """Share of the squared input gradient of ``sum_k log p_k`` outside ``allowed`` (module docstring)."""
     del labels  # RRR explains all classes at once
     x = images.detach().requires_grad_(True)
-    with explicit_attention(model):
+    with _explicit_attention(model):
         logits = model(x)
         log_p = F.log_softmax(logits.float(), dim=-1).sum()
         (grad,) = torch.autograd.grad(log_p, x, create_graph=True)
@@ -140,48 +110,11 @@ def input_gradient_penalty(model: nn.Module, images: torch.Tensor, labels: torch
     return logits, _weighted_mean(share, weight)
 
 
-def _readout_weights(model: nn.Module, batch: int, n_tokens: int, like: torch.Tensor) -> torch.Tensor:
-    prefix = int(getattr(model, "num_prefix_tokens", 1))
-    w = torch.zeros(batch, n_tokens, dtype=like.dtype, device=like.device)
-    pool = getattr(model, "global_pool", "token")
-    if pool == "avg":
-        w[:, prefix:] = 1.0 / (n_tokens - prefix)
-    elif pool == "token":
-        w[:, 0] = 1.0
-    else:
-        raise ValueError(f"guided 'relevance' penalty supports global_pool 'avg' or 'token', not {pool!r}")
-    return w
-
-
-def patch_relevance(model: nn.Module, maps: list[torch.Tensor], logits: torch.Tensor,
-                    labels: torch.Tensor) -> torch.Tensor:
-    """Gradient x attention rollout relevance (B, Np) of the patch tokens for class ``labels``.
-
-    Differentiable through the attention maps; the attention gradients are constants.
-    """
-    score = logits.float().gather(1, labels.long()[:, None]).sum()
-    grads = torch.autograd.grad(score, maps, retain_graph=True)
-    batch, _, n, _ = maps[0].shape
-    w = _readout_weights(model, batch, n, maps[0].float())
-    # u = w^T (I + A_L) ... (I + A_1) - w^T, accumulated directly (u <- u + (w + u) A_l) and in float32:
-    # early in training the A_bar are ~1e-9 of w, and forming the product first would cancel to 0.
-    u = torch.zeros_like(w)
-    for a, g in zip(reversed(maps), reversed(grads)):
-        a_bar = (g.detach().float() * a.float()).clamp(min=0).mean(1)  # (B, N, N)
-        u = u + torch.bmm((w + u).unsqueeze(1), a_bar).squeeze(1)
-    prefix = int(getattr(model, "num_prefix_tokens", 1))
-    return u[:, prefix:]
-
-
 @register_penalty("relevance")
 def relevance_penalty(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor,
                       weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Share of the gradient x attention rollout relevance outside ``allowed`` (module docstring)."""
-    with attention_maps(model) as maps:
-        logits = model(images)
-    if not maps:
-        raise ValueError("no attention maps were recorded: is this a timm VisionTransformer?")
-    r = patch_relevance(model, maps, logits, labels)  # (B, Np)
+    """Share of the ``gae`` relevance of the true class outside ``allowed`` (module docstring)."""
+    logits, r = gae_relevance(model, images, labels)  # (B, Np), differentiable through the attention maps
     ph, pw = model.patch_embed.patch_size
     a = F.avg_pool2d(allowed.float(), (ph, pw)).flatten(1)  # (B, Np) share of each patch inside
     if a.shape[1] != r.shape[1]:
