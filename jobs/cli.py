@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import dashboard, demo_data, explain, export, finetune, pipeline, predict, relocate, study
+from jobs import dashboard, demo_data, explain, export, finetune, ingest, pipeline, predict, relocate, study
 
 app = typer.Typer(
     name="retcore",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("demo-data")(demo_data.main)
+app.command("ingest")(ingest.main)
 app.command("finetune")(finetune.main)
 app.command("predict")(predict.main)
 app.command("explain")(explain.main)

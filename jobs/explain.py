@@ -13,16 +13,36 @@ batch in flight.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir, set_threads
 
-__all__ = ["DEFAULT_METHODS", "main", "run_explain"]
+__all__ = ["DEFAULT_METHODS", "explain_run_config", "main", "method_list", "options_run_config", "run_explain"]
 
 DEFAULT_METHODS = "lrp,gae,rollout,attention,gradcam,lrp_pixels"
+
+
+def method_list(text: str) -> list[str]:
+    """``--methods`` text (comma-separated names) as a list, blanks dropped."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def explain_run_config(run_id: str, methods: list[str], split: str, *, target: str, start_layer: int,
+                       batch_size: int, faithfulness_images: int) -> dict:
+    """The ``runs.config`` of an explain run of finetune run ``run_id`` (an id, not ``latest``)."""
+    return {"run": run_id, "methods": list(methods), "split": split, "target": target, "start_layer": start_layer,
+            "batch_size": batch_size, "faithfulness_images": faithfulness_images}
+
+
+def options_run_config(options: Mapping[str, Any]) -> dict:
+    """The ``runs.config`` that ``retcore explain`` with ``options`` records (``--run`` given as an id)."""
+    return explain_run_config(options["run"], method_list(options["methods"]), options["split"],
+                              target=options["target"], start_layer=options["start_layer"],
+                              batch_size=options["batch_size"], faithfulness_images=options["faithfulness_images"])
 
 
 def _existing(db, sql: str, params: list) -> set:
@@ -141,8 +161,8 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
         tqdm.write(f"explain: run {trained.run_id} has no stored predictions on {split!r}; predicting first")
         run_predict(trained.run_id, split, db=db_path, batch_size=batch_size, device=device,
                     num_workers=num_workers, command=command)
-    config = {"run": trained.run_id, "methods": methods, "split": split, "target": target,
-              "start_layer": start_layer, "batch_size": batch_size, "faithfulness_images": faithfulness_images}
+    config = explain_run_config(trained.run_id, methods, split, target=target, start_layer=start_layer,
+                                batch_size=batch_size, faithfulness_images=faithfulness_images)
 
     with record_run(db_path, "explain", config=config, command=command, parent_run_id=trained.run_id,
                     out_dir=str(results_root)) as rec:
@@ -276,7 +296,7 @@ def main(
 ) -> None:
     """Explain every prediction of a split: heatmaps, zone scores, quality, landmarks, faithfulness."""
     set_threads()
-    run_explain(run, [m.strip() for m in methods.split(",") if m.strip()], split, db=db, results=results,
+    run_explain(run, method_list(methods), split, db=db, results=results,
                 target=target, batch_size=batch_size, device=device, start_layer=start_layer,
                 faithfulness_images=faithfulness_images, num_workers=num_workers, recompute=recompute,
                 command=command_line())

@@ -6,11 +6,13 @@ epoch and the validation metrics of the best checkpoint. Checkpoints go to
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from tqdm.auto import tqdm
@@ -19,7 +21,7 @@ from jobs._common import DbOption, ResultsOption, command_line, friendly_errors,
 from retcore.errors import DataError, RetcoreError
 from retcore.train.config import FinetuneConfig
 
-__all__ = ["finetune_run_config", "main", "run_finetune"]
+__all__ = ["finetune_run_config", "main", "options_finetune_config", "options_run_config", "run_finetune"]
 
 
 def finetune_run_config(cfg: FinetuneConfig, data: Path, *, val: float = 0.15, test: float = 0.15,
@@ -29,6 +31,31 @@ def finetune_run_config(cfg: FinetuneConfig, data: Path, *, val: float = 0.15, t
 
     return {"finetune": cfg.to_dict(), "data": str(Path(data).resolve()), "val": val, "test": test,
             "split_seed": split_seed, "patient_regex": patient_regex or DEFAULT_PATIENT_REGEX}
+
+
+def options_finetune_config(options: Mapping[str, Any]) -> FinetuneConfig:
+    """The :class:`FinetuneConfig` of ``retcore finetune`` options (parameter name -> value).
+
+    An option named like a config field sets it; two are spelled differently on the
+    command line: ``--auto-augment none`` is ``auto_augment=None`` and
+    ``--crop-scale-min S`` is ``crop_scale=(S, 1.0)``. Missing options keep the
+    config's defaults. :mod:`jobs.rerun` inverts this to rebuild a run's command.
+    """
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"auto_augment", "crop_scale"}
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if k in fields}
+    if "auto_augment" in options:
+        augment = options["auto_augment"]
+        kwargs["auto_augment"] = None if augment is None or str(augment).lower() == "none" else augment
+    if "crop_scale_min" in options:
+        kwargs["crop_scale"] = (options["crop_scale_min"], 1.0)
+    return FinetuneConfig(**kwargs)
+
+
+def options_run_config(options: Mapping[str, Any]) -> dict:
+    """The ``runs.config`` that ``retcore finetune`` with ``options`` records (without ``--resume``)."""
+    return finetune_run_config(options_finetune_config(options), options["data"], val=options["val"],
+                               test=options["test"], split_seed=options["split_seed"],
+                               patient_regex=options["patient_regex"])
 
 
 def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, results: Path | None = None,
@@ -185,21 +212,13 @@ def main(
     results: ResultsOption = None,
 ) -> None:
     """Fine-tune a ViT on a fundus dataset with the RETFound recipe."""
+    options = dict(locals())  # every option by name; jobs.rerun parses a rerun command into the same dict
     set_threads()
     if eye not in ("left", "right", "both"):
         raise RetcoreError(f"--eye {eye!r} is not one of left, right, both")
     if data is None and resume is None:
         raise RetcoreError("--data is required (a class-folder root, split-folder root or CSV manifest)")
-    cfg = FinetuneConfig(
-        model=model, checkpoint=checkpoint, img_size=img_size, global_pool=global_pool, epochs=epochs,
-        warmup_epochs=warmup_epochs, batch_size=batch_size, blr=blr, lr=lr, min_lr=min_lr,
-        weight_decay=weight_decay, layer_decay=layer_decay, drop_path=drop_path, smoothing=smoothing,
-        auto_augment=None if auto_augment.lower() == "none" else auto_augment, re_prob=re_prob,
-        crop_scale=(crop_scale_min, 1.0), eye=eye, freeze_backbone=freeze_backbone,
-        include_conflicting=include_conflicting, seed=seed, num_workers=num_workers, device=device, amp=amp,
-        guide=guide, guide_weight=guide_weight, guide_form=guide_form, guide_radius=guide_radius,
-        guide_mask_bits=guide_mask_bits,
-    )
+    cfg = options_finetune_config(options)
     try:
         cfg.guide_spec()
     except ValueError as exc:

@@ -49,6 +49,7 @@ def ingest_stage(source: Path, db_path: Path, *, split: dict, strict: bool = Fal
                  command: str = "") -> str:
     """Register ``source`` (decode, hash, split) unless the same files are registered; return the dataset id."""
     from jobs._dataset import prepare_dataset, registered_dataset
+    from jobs.ingest import ingest_run_config
     from retcore.storage.runs import new_run_id, record_run
 
     if not force:
@@ -58,7 +59,7 @@ def ingest_stage(source: Path, db_path: Path, *, split: dict, strict: bool = Fal
                        f"{found.n_errors} bad files recorded); --force ingest re-reads every file")
             return found.dataset_id
     run_id = new_run_id("ingest")
-    config = {"data": str(Path(source).resolve()), **split, "strict": strict}
+    config = ingest_run_config(source, split, strict)
     with record_run(db_path, "ingest", config=config, command=command, run_id=run_id) as rec:
         prepared = prepare_dataset(db_path, source, run_id=run_id, strict=strict, val=split["val"],
                                    test=split["test"], split_seed=split["split_seed"],

@@ -2,18 +2,29 @@
 for every image of a split, plus the split's metrics and confusion matrix."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir, set_threads
 
-__all__ = ["main", "run_predict"]
+__all__ = ["main", "options_run_config", "predict_run_config", "run_predict"]
 
 
 def _square(size: int | list[int]) -> int:
     return int(size[0]) if isinstance(size, (list, tuple)) else int(size)
+
+
+def predict_run_config(run_id: str, split: str, batch_size: int, device: str) -> dict:
+    """The ``runs.config`` of a predict run of finetune run ``run_id`` (an id, not ``latest``)."""
+    return {"run": run_id, "split": split, "batch_size": batch_size, "device": device}
+
+
+def options_run_config(options: Mapping[str, Any]) -> dict:
+    """The ``runs.config`` that ``retcore predict`` with ``options`` records (``--run`` given as an id)."""
+    return predict_run_config(options["run"], options["split"], options["batch_size"], options["device"])
 
 
 def run_predict(run: str, split: str = "test", *, db: Path | None = None, results: Path | None = None,
@@ -47,7 +58,7 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
     if missing:
         raise DataError(f"{len(missing)} image files of split {split!r} are missing, e.g. {missing[0]}; "
                         "restore the dataset folder")
-    config = {"run": trained.run_id, "split": split, "batch_size": batch_size, "device": device}
+    config = predict_run_config(trained.run_id, split, batch_size, device)
     out = Path(results).resolve() if results is not None else (trained.results_root or results_dir(db, None).resolve())
     with record_run(db_path, "predict", config=config, command=command, parent_run_id=trained.run_id,
                     out_dir=str(out)) as rec:

@@ -14,15 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, set_threads
 from retcore.errors import RetcoreError
 
-__all__ = ["PER_IMAGE_SQL", "run_shortcut_study", "app"]
+__all__ = ["PER_IMAGE_SQL", "app", "options_run_config", "run_shortcut_study", "shortcut_inputs", "study_run_config"]
 
 app = typer.Typer(help="Studies that compare fine-tuning arms on the demo data.", no_args_is_help=True)
 
@@ -48,6 +49,57 @@ WHERE p.run_id = ? AND p.split = 'test'
 ORDER BY p.image_id
 """
 """One row per test image of a finetune run: correctness, zone scores and localisation of one method."""
+
+
+def _arms(base) -> dict:
+    """The study's arms: the guided ``base`` and the same config without a guide."""
+    return {"baseline": dataclasses.replace(base, guide=None), "guided": base}
+
+
+def study_run_config(base, demo_cfg, *, seeds: list[int], method: str, manifest: Path) -> dict:
+    """The ``runs.config`` of a shortcut study (before its ``summary`` is added at the end).
+
+    ``demo`` holds every field of the demo data's config that shapes the images
+    (:func:`~retcore.demo.config.config_fingerprint`), so a rerun can rebuild them.
+    """
+    from retcore.demo.config import config_fingerprint
+
+    return {"study": "shortcut", "seeds": list(seeds), "method": method, "data": str(Path(manifest).resolve()),
+            "shortcut": demo_cfg.shortcut, "demo": config_fingerprint(demo_cfg),
+            "finetune": {arm: cfg.to_dict() for arm, cfg in _arms(base).items()}}
+
+
+def shortcut_inputs(options: Mapping[str, Any]):
+    """``(guided FinetuneConfig, DemoConfig, seeds, data folder)`` of ``retcore study shortcut`` options.
+
+    The guided arm is the demo recipe (``jobs.pipeline.DEMO_FINETUNE``) with the
+    ``--guide*`` options and ``--epochs``.
+    """
+    from jobs.pipeline import DEMO_FINETUNE
+    from retcore.demo import DemoConfig
+    from retcore.train.config import FinetuneConfig
+
+    seeds = options["seeds"]
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise RetcoreError(f"--seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+    params = dict(DEMO_FINETUNE, guide=options["guide"], guide_form=options["guide_form"],
+                  guide_weight=options["guide_weight"], guide_radius=options["guide_radius"])
+    if options["epochs"] is not None:
+        params["epochs"] = options["epochs"]
+    shortcut_class = options["shortcut_class"]
+    demo_cfg = DemoConfig(n_images=options["n_images"], shortcut=shortcut_class)
+    data_dir = options["data_dir"] or Path(f"data/demo-{shortcut_class}")
+    return FinetuneConfig(**params), demo_cfg, seed_list, Path(data_dir)
+
+
+def options_run_config(options: Mapping[str, Any]) -> dict:
+    """The ``runs.config`` that ``retcore study shortcut`` with ``options`` records (without its ``summary``)."""
+    from retcore.demo import DEMO_MANIFEST
+
+    base, demo_cfg, seeds, data_dir = shortcut_inputs(options)
+    return study_run_config(base, demo_cfg, seeds=seeds, method=options["method"], manifest=data_dir / DEMO_MANIFEST)
 
 
 def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_pixels", data_dir: Path,
@@ -80,9 +132,8 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
         raise RetcoreError("--seeds is empty: pass e.g. --seeds 0,1,2")
     db_path = open_db(db)
     manifest = make_demo_dataset(data_dir, demo_cfg, progress=True)
-    arms = {"baseline": dataclasses.replace(base, guide=None), "guided": base}
-    config = {"study": "shortcut", "seeds": seeds, "method": method, "data": str(manifest.resolve()),
-              "shortcut": demo_cfg.shortcut, "finetune": {arm: cfg.to_dict() for arm, cfg in arms.items()}}
+    arms = _arms(base)
+    config = study_run_config(base, demo_cfg, seeds=seeds, method=method, manifest=manifest)
     frames: list[pd.DataFrame] = []
     result_rows: list[dict] = []
     with record_run(db_path, "study", config=config, command=command, seed=seeds[0]) as rec:
@@ -166,29 +217,15 @@ def shortcut(
     results: ResultsOption = None,
 ) -> None:
     """Baseline vs guided fine-tuning on the demo set with a planted shortcut, over several seeds."""
+    options = dict(locals())  # every option by name; jobs.rerun parses a rerun command into the same dict
     set_threads()
-    from jobs.pipeline import DEMO_FINETUNE
-    from retcore.demo import DemoConfig
-    from retcore.train.config import FinetuneConfig
-
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise RetcoreError(f"--seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
-    params = dict(DEMO_FINETUNE, guide=guide, guide_form=guide_form, guide_weight=guide_weight,
-                  guide_radius=guide_radius)
-    if epochs is not None:
-        params["epochs"] = epochs
-    cfg = FinetuneConfig(**params)
+    cfg, demo_cfg, seed_list, data_folder = shortcut_inputs(options)
     try:
         cfg.guide_spec()
     except ValueError as exc:
         raise RetcoreError(str(exc)) from None
-    demo_cfg = DemoConfig(n_images=n_images, shortcut=shortcut_class)
-    run_shortcut_study(cfg, demo_cfg, seeds=seed_list, method=method,
-                       data_dir=data_dir or Path(f"data/demo-{shortcut_class}"), db=db, results=results,
+    run_shortcut_study(cfg, demo_cfg, seeds=seed_list, method=method, data_dir=data_folder, db=db, results=results,
                        force=force, command=command_line())
-
 
 if __name__ == "__main__":
     app()
