@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries
-from dashboard.commands import rerun_command
 from dashboard.data import db_path
 from dashboard.ui import require
+from jobs.rerun import rerun
 from retcore.storage.runs import UNFINISHED, log_dirs, log_tail, resume_hint
 
 st.title("Jobs")
@@ -37,11 +37,19 @@ row = jobs.set_index("run_id").loc[run_id]
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Rerun")
-    command = rerun_command(row["job"], row["config"], row["command"], run_id, db=str(db_path()))
-    st.code(command, language="bash")
-    if not (isinstance(row["command"], str) and row["command"].strip()):
-        st.caption("No command line was recorded (the job was started from Python); this one is rebuilt from "
-                   "its stored configuration.")
+    again = rerun(row["job"], row["config"], row["command"], db=str(db_path()))
+    st.code(again.command, language="bash")
+    if again.source == "config":
+        st.caption("Built from the run's stored configuration and the job's own options: only settings that "
+                   "differ from the defaults are spelled out. A rerun is a new run.")
+    if again.differences:
+        st.warning("This command does not reproduce every setting of the run:\n\n"
+                   + "\n".join(f"- {line}" for line in again.differences))
+    if again.recorded:
+        st.markdown("**Recorded command line** (the job, pipeline or study that started this run)")
+        st.code(again.recorded, language="bash")
+    elif not (isinstance(row["command"], str) and row["command"].strip()):
+        st.caption("No command line was recorded (the job was started from Python).")
     st.subheader("Configuration")
     try:
         st.json(json.loads(row["config"]) if row["config"] else {}, expanded=2)

@@ -1,37 +1,9 @@
-"""Unit tests of the dashboard helpers: rerun commands, colour maps, overlays, downloads."""
+"""Unit tests of the dashboard helpers: colour maps, overlays, downloads (rerun commands: tests/jobs/test_rerun.py)."""
 from __future__ import annotations
-
-import json
 
 import altair as alt
 import numpy as np
 import pandas as pd
-
-from dashboard.commands import rerun_command
-
-
-def test_recorded_command_is_returned_as_is():
-    assert rerun_command("predict", "{}", "retcore predict --run r1 --split val", "p1") == \
-        "retcore predict --run r1 --split val"
-
-
-def test_finetune_command_is_rebuilt_from_config():
-    cfg = {"finetune": {"model": "demo", "img_size": 64, "epochs": 2, "batch_size": 8, "blr": 1e-3,
-                        "auto_augment": None, "crop_scale": [0.8, 1.0], "freeze_backbone": True, "seed": 3},
-           "data": "/data/my set/manifest.csv", "val": 0.15, "test": 0.2, "split_seed": 0}
-    cmd = rerun_command("finetune", json.dumps(cfg), "", "finetune-1", db="/tmp/r.duckdb")
-    assert cmd.startswith("retcore finetune --data '/data/my set/manifest.csv' --model demo")
-    for part in ("--epochs 2", "--batch-size 8", "--img-size 64", "--auto-augment none", "--crop-scale-min 0.8",
-                 "--freeze-backbone", "--seed 3", "--test 0.2", "--db /tmp/r.duckdb"):
-        assert part in cmd, part
-    assert "--val" not in cmd and "--split-seed" not in cmd  # defaults are left out
-
-
-def test_explain_and_unknown_jobs():
-    cmd = rerun_command("explain", {"run": "f1", "methods": ["lrp", "gae"], "split": "test", "target": "label",
-                                    "batch_size": 8, "faithfulness_images": 4}, None, "e1")
-    assert cmd == "retcore explain --run f1 --methods lrp,gae --split test --target label --faithfulness-images 4"
-    assert "--help" in rerun_command("pipeline", None, "", "x")
 
 
 def test_colorize_and_overlay():
