@@ -30,8 +30,7 @@ the map (every zone score ~1.0). It is also the part no training can move.
 its mode and its parameters their gradients) and returns logits and map with
 their graph, so ``loss(map).backward()`` reaches the parameters through the
 attention maps. With ``create_graph=True`` it also differentiates through
-``dA_l`` (double back-propagation, about twice the cost); by default ``dA_l``
-is a constant.
+``dA_l`` (double back-propagation); by default ``dA_l`` is a constant.
 """
 from __future__ import annotations
 
