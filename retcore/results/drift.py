@@ -1,0 +1,124 @@
+"""Drift between classes: mean relevance maps and their Jensen-Shannon distances, zone-score
+distributions and their Wasserstein distances from a reference class.
+
+Maps are the explained class's token grids (:mod:`retcore.results.explained`), each
+normalised to its positive part summing to 1 (``retcore.stats.normalise_heatmaps``).
+Distances get permutation p-values (class labels shuffled), Holm-adjusted over the
+class pairs (maps) or over the whole zone x class table (zone scores); Kruskal-Wallis
+across classes per zone is Holm-adjusted over the zones (:func:`retcore.results.zones.zone_tests`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from retcore.results.executor import Source, grids
+from retcore.results.explained import explained_kind
+from retcore.results.predictions import class_counts
+from retcore.results.zones import zone_summary, zone_tests, zone_values
+
+__all__ = ["ClassMaps", "ZoneDrift", "class_grids", "class_maps", "zone_drift"]
+
+
+def class_grids(q: Source, run: str, split: str, method: str, classes: Sequence[str], *, by: str = "label",
+                per_class: int | None = None) -> tuple[pd.DataFrame, np.ndarray, tuple[int, int]]:
+    """Token-grid maps of the explained class with each image's class (``by``: 'label' or 'pred').
+
+    Returns (frame of image_id, class; grids (n, gh * gw) float32; (gh, gw)), images in id
+    order. ``per_class`` caps the images per class (deterministic sample by image-id hash).
+    Grids of another size than the most common one are left out.
+    """
+    group = "p.pred" if by == "pred" else "p.label"
+    kind = explained_kind(q, run, method)
+    cap, params = "", ()
+    if per_class:
+        cap = " QUALIFY row_number() OVER (PARTITION BY class ORDER BY hash(p.image_id)) <= ?"
+        params = (int(per_class),)
+    # choose the images first (small columns only), then read their grids
+    meta, values = grids(
+        q, f"WITH keep AS (SELECT p.image_id, {group} AS class, list_position(?::VARCHAR[], p.{kind}) - 1 AS target "
+           f"FROM predictions p WHERE p.run_id = ? AND p.split = ? AND {group} IS NOT NULL{cap}) "
+           "SELECT k.image_id, k.class, e.grid_h, e.grid_w, e.grid FROM keep k JOIN explanations e "
+           "ON e.image_id = k.image_id AND e.target = k.target WHERE e.run_id = ? AND e.method = ? "
+           "ORDER BY k.image_id", (list(classes), run, split, *params, run, method))
+    if meta.empty:
+        return meta, values, (0, 0)
+    shapes = meta.groupby(["grid_h", "grid_w"], sort=False).size()
+    if len(shapes) > 1:  # mixed grid sizes: keep the most common one
+        common = shapes.idxmax()
+        keep = ((meta["grid_h"] == common[0]) & (meta["grid_w"] == common[1])).to_numpy()
+        meta, values = meta[keep].reset_index(drop=True), values[keep]
+    gh, gw = int(meta["grid_h"].iloc[0]), int(meta["grid_w"].iloc[0])
+    return meta[["image_id", "class"]], values, (gh, gw)
+
+
+@dataclass(frozen=True)
+class ClassMaps:
+    """Mean normalised map per class: ``means`` {class: (gh, gw)} in class order, ``counts`` {class: n},
+    ``shape`` (gh, gw), ``matrix`` (``retcore.stats.drift_matrix`` rows, one per class pair; empty
+    with fewer than two classes), ``capped`` (a class had more images than ``per_class``)."""
+
+    means: dict[str, np.ndarray]
+    counts: dict[str, int]
+    shape: tuple[int, int]
+    matrix: pd.DataFrame
+    capped: bool
+
+
+def class_maps(q: Source, run: str, split: str, method: str, classes: Sequence[str], *, by: str = "label",
+               per_class: int | None = None, n_permutations: int = 1000, seed: int = 0) -> ClassMaps:
+    """Mean normalised maps per class and the Jensen-Shannon drift matrix between classes."""
+    from retcore.stats import drift_matrix, mean_heatmap, normalise_heatmaps
+
+    meta, values, shape = class_grids(q, run, split, method, classes, by=by, per_class=per_class)
+    if meta.empty:
+        return ClassMaps({}, {}, shape, pd.DataFrame(), False)
+    maps = normalise_heatmaps(values.astype(np.float64).reshape(len(values), *shape))
+    groups = meta["class"].to_numpy(object)
+    means = {c: mean_heatmap(maps[groups == c]) for c in classes if (groups == c).any()}
+    counts = {c: int((groups == c).sum()) for c in means}
+    matrix = (drift_matrix(maps, groups, n_permutations=n_permutations, seed=seed) if len(means) > 1
+              else pd.DataFrame())
+    capped = bool(per_class and class_counts(q, run, split, by).max() > per_class)
+    return ClassMaps(means, counts, shape, matrix, capped)
+
+
+@dataclass(frozen=True)
+class ZoneDrift:
+    """Zone scores across classes: ``values`` (image_id, class, zone, score; up to ``per_class`` images per
+    class), ``summary`` (exact, over every image: ``retcore.results.zones.zone_summary``), ``drift``
+    (group_a, group_b, metric, distance, p_value, p_holm, n_a, n_b, zone: Wasserstein of each class
+    vs the reference) and ``tests`` (``zone_tests``: Kruskal-Wallis across classes per zone)."""
+
+    values: pd.DataFrame
+    summary: pd.DataFrame
+    drift: pd.DataFrame
+    tests: pd.DataFrame
+
+
+_DRIFT_COLUMNS = ["group_a", "group_b", "metric", "distance", "p_value", "p_holm", "n_a", "n_b", "zone"]
+
+
+def zone_drift(q: Source, run: str, split: str, method: str, zone_set: str, classes: Sequence[str], *,
+               by: str = "label", reference: str | None = None, per_class: int | None = None,
+               n_permutations: int = 1000, seed: int = 0) -> ZoneDrift:
+    """Zone-score distributions per class and their drift from the ``reference`` class (see ZoneDrift)."""
+    from retcore.stats import drift_matrix, holm
+
+    values = zone_values(q, run, split, method, zone_set, classes, by=by, per_class=per_class)
+    summary = zone_summary(q, run, split, method, zone_set, classes, by=by)
+    parts = []
+    for zone, part in values.groupby("zone", sort=True):
+        present = set(part["class"])
+        if reference in present and len(present) > 1:
+            m = drift_matrix(part["score"].to_numpy(), part["class"].to_numpy(object), reference=reference,
+                             n_permutations=n_permutations, seed=seed)
+            parts.append(m.assign(zone=zone))
+    drift = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_DRIFT_COLUMNS)
+    if not drift.empty:
+        drift["p_holm"] = holm(drift["p_value"].to_numpy(np.float64))  # across every zone and class
+    tests = zone_tests(values.sort_values(["zone", "image_id"], kind="stable"), group="class", correct=None)
+    return ZoneDrift(values, summary, drift, tests[["zone", "H", "p_value", "epsilon2", "n", "p_holm"]])
