@@ -18,6 +18,7 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
 from timm.data.constants import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from retcore.data.transforms import fov_square_box
+from retcore.guide.augment import JointRandAugment
 from retcore.guide.regions import NEEDS_FOV, NEEDS_LANDMARKS, GuideContext, GuideSpec, allowed_region
 
 __all__ = ["GuidedDataset", "JointTrainTransform"]
@@ -27,8 +28,9 @@ class JointTrainTransform:
     """The training augmentation applied to an image and its allowed mask alike.
 
     FOV square crop -> RandomResizedCrop(img_size, scale, ratio; bicubic for the
-    image, nearest for the mask) -> RandomHorizontalFlip -> [RandAugment(2, 9):
-    its geometric ops move the mask too] -> float, ImageNet normalisation ->
+    image, nearest for the mask) -> RandomHorizontalFlip -> [RandAugment(2, 9) as
+    :class:`~retcore.guide.augment.JointRandAugment`: its geometric ops move the
+    mask too, its photometric ops touch the image only] -> float, ImageNet normalisation ->
     [RandomErasing on the image only]. Same geometry as
     ``retcore.data.build_train_transform`` (torchvision v2 instead of timm, so
     the mask follows every random crop and flip).
@@ -44,9 +46,8 @@ class JointTrainTransform:
                                  antialias=True),
             v2.RandomHorizontalFlip(hflip),
         ]
-        if auto_augment:
-            ops.append(v2.RandAugment(num_ops=2, magnitude=9))
         self.geometry = v2.Compose(ops)
+        self.rand_augment = JointRandAugment(num_ops=2, magnitude=9) if auto_augment else None
         self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
         self.erase = v2.RandomErasing(p=re_prob, value=0) if re_prob > 0 else None
 
@@ -57,6 +58,8 @@ class JointTrainTransform:
         image = tv_tensors.Image(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
         m = tv_tensors.Mask(torch.from_numpy(np.asarray(mask).copy())[None])
         image, m = self.geometry(image, m)
+        if self.rand_augment is not None:
+            image, m = self.rand_augment(image.as_subclass(torch.Tensor), m.as_subclass(torch.Tensor))
         out = self.normalize(image.as_subclass(torch.Tensor))
         if self.erase is not None:
             out = self.erase(out)
