@@ -255,11 +255,10 @@ def page_queries(n: int) -> dict[str, list[tuple[str, object]]]:
         "shared (sidebar)": [("trained_runs", q.trained_runs), ("run_splits", lambda: q.run_splits(a)),
                              ("run_methods", lambda: q.run_methods(a)), ("run_classes", lambda: q.run_classes(a))],
         "overview": [("runs", q.runs), ("metrics", lambda: q.metrics(a, split)),
-                     ("confusion", lambda: q.confusion(a, split)),
-                     ("reliability", lambda: q.reliability(a, split, 10)),
-                     ("prediction_probs", lambda: q.prediction_probs(a, split)), ("epochs", lambda: q.epochs(a))],
+                     ("confusion", lambda: q.confusion(a, split, cls)),
+                     ("split_predictions", lambda: q.split_predictions(a, split)), ("epochs", lambda: q.epochs(a))],
         "confidence": [("zone_list", lambda: q.zone_list(a, m)),
-                       ("focus_points", lambda: q.focus_points(a, split, m, "thirds", "center", cls))],
+                       ("zone_scores (one zone)", lambda: q.zone_scores(a, split, m, "thirds", cls, zone="center"))],
         "drift": [("zone_values (1000/class)", lambda: q.zone_values(a, split, m, "thirds", cls, per_class=1000)),
                   ("zone_summary", lambda: q.zone_summary(a, split, m, "thirds", cls)),
                   ("class_grids (1000/class)", lambda: q.class_grids(a, split, m, cls, per_class=1000)),
@@ -269,7 +268,7 @@ def page_queries(n: int) -> dict[str, list[tuple[str, object]]]:
                     ("zone_values (4000 ids)", quality_sample)],
         "cases": [(f"case_list {k}", (lambda k=k: q.case_list(a, split, m, "glaucoma", k, "lowest center score", cls)))
                   for k in q.KINDS]
-        + [("image_grids", lambda: q.image_grids(a, [f"{i:016x}" for i in range(8)], m)),
+        + [("image_grids", lambda: q.image_grids(a, [f"{i:016x}" for i in range(8)], m, cls)),
            ("landmarks_for", lambda: q.landmarks_for([f"{i:016x}" for i in range(8)])),
            ("case_detail (6 queries)", lambda: q.case_detail(a, f"{0:016x}"))],
         "compare": [("compare_predictions", lambda: q.compare_predictions(a, b, split)),

@@ -2,8 +2,8 @@
 
 Every query opens a read-only connection and closes it at once, so the
 dashboard never blocks a job. The cache key includes the database file's
-modification time, so cached results refresh when a job writes. SQL is always
-parametrised (values travel as ``?`` parameters, never in the text).
+modification time, so cached results refresh when a job writes. The SQL itself
+lives in :mod:`retcore.results`; :data:`DB` is the executor the dashboard passes to it.
 """
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import pandas as pd
 import streamlit as st
 
 from retcore.errors import DatabaseError
+from retcore.results.executor import fetch_grids
+from retcore.results.executor import tables as list_tables
 from retcore.storage import connect, resolve_db_path
 
-__all__ = ["DatabaseBusy", "db_path", "db_stamp", "grids", "has_schema", "is_busy", "query", "tables"]
+__all__ = ["DB", "DatabaseBusy", "db_path", "db_stamp", "grids", "has_schema", "is_busy", "query", "tables"]
 
 _RETRIES = 5  # about 2.5 s of retrying before the page says a job is writing
 
@@ -73,22 +75,10 @@ def _cached_query(path: str, stamp: float, sql: str, params: tuple[Any, ...]) ->
     return _read(path, sql, params, lambda con, q, p: con.execute(q, p).df())
 
 
-def _fetch_grids(con, sql: str, params: list) -> tuple[pd.DataFrame, np.ndarray]:
-    table = con.sql(sql, params=params).to_arrow_table()
-    cols = [c for c in table.column_names if c != "grid"]
-    meta = table.select(cols).to_pandas()
-    if table.num_rows == 0:
-        return meta, np.zeros((0, 0), np.float32)
-    grid = table.column("grid").combine_chunks()
-    values = grid.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    width = len(values) // table.num_rows
-    return meta, values.reshape(table.num_rows, width)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cached_grids(path: str, stamp: float, sql: str, params: tuple[Any, ...]) -> tuple[pd.DataFrame, np.ndarray]:
     del stamp
-    return _read(path, sql, params, _fetch_grids)
+    return _read(path, sql, params, fetch_grids)
 
 
 def _guard(fn, *args):
@@ -110,20 +100,35 @@ def query(sql: str, params: tuple[Any, ...] | list[Any] = ()) -> pd.DataFrame:
 
 
 def grids(sql: str, params: tuple[Any, ...] | list[Any] = ()) -> tuple[pd.DataFrame, np.ndarray]:
-    """Run ``sql`` selecting a ``grid`` FLOAT[] column (all rows the same length) and other columns.
+    """Run ``sql`` selecting a list column ``grid`` (all rows the same length) and other columns.
 
     Returns:
-        (the other columns as a DataFrame, the grids as an (n, gh * gw) float32 array).
+        (the other columns as a DataFrame, the grids as an (n, width) array of the column's dtype);
+        see ``retcore.results.executor.fetch_grids``.
     """
     path = db_path()
     return _guard(_cached_grids, str(path), db_stamp(path), sql, tuple(params))
+
+
+class _Executor:
+    """The dashboard's executor for :mod:`retcore.results`: cached, read-only :func:`query` and :func:`grids`."""
+
+    def __call__(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> pd.DataFrame:
+        return query(sql, params)
+
+    def grids(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> tuple[pd.DataFrame, np.ndarray]:
+        return grids(sql, params)
+
+
+#: Pass to every ``retcore.results`` function: ``runs.trained_runs(DB)``.
+DB = _Executor()
 
 
 def tables() -> set[str]:
     """Names of the tables in the database (empty when it does not exist)."""
     if not db_path().exists():
         return set()
-    return set(query("SELECT table_name FROM information_schema.tables")["table_name"])
+    return list_tables(DB)
 
 
 def is_busy() -> bool:

@@ -7,6 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from retcore.results.format import fmt_ci, fmt_p
+
 __all__ = ["chart", "download_chart", "fmt_ci", "fmt_p", "require", "slug"]
 
 _MIME = {"svg": "image/svg+xml", "png": "image/png", "pdf": "application/pdf", "csv": "text/csv"}
@@ -60,21 +62,3 @@ def require(condition: object, message: str, *, level: str = "info") -> None:
     if not condition:
         getattr(st, level)(message)
         st.stop()
-
-
-def fmt_p(p: float | None) -> str:
-    """p-value for a table: '<0.001', '0.012', '0.34' ('–' when missing)."""
-    if p is None or pd.isna(p):
-        return "–"
-    if p < 0.001:
-        return "<0.001"
-    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
-
-
-def fmt_ci(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
-    """'0.812 [0.790, 0.833]' ('–' when the value is missing)."""
-    if value is None or pd.isna(value):
-        return "–"
-    if low is None or high is None or pd.isna(low) or pd.isna(high):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -134,7 +134,7 @@ def _gallery(cls: str, display: dict) -> None:
                        f"showing {len(rows)}, {queries.ORDERS[order][1]}.")
             ids = rows["image_id"].tolist()
             lms = _landmarks(ids)
-            per_method = {m: queries.image_grids(f.run, ids, m) for m in chosen}
+            per_method = {m: queries.image_grids(f.run, ids, m, classes) for m in chosen}
             cols = st.columns(4 if len(chosen) <= 1 else 2)
             for i, row in enumerate(rows.itertuples(index=False)):
                 tiles, blank = [], []

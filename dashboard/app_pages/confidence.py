@@ -9,6 +9,9 @@ from dashboard.filters import current
 from dashboard.ui import chart, fmt_ci, fmt_p, require
 from retcore import plots
 
+#: Points drawn in the scatter (the statistics always use every image).
+MAX_POINTS = 4000
+
 st.title("Confidence vs focus")
 st.caption("Each point is an image: its zone score (share of positive relevance in the zone divided by the zone's "
            "share of the field of view; 1 = no preference) against the model's confidence, per true class, with a "
@@ -31,18 +34,22 @@ zone = c2.selectbox("Zone", names, index=names.index(default_zone) if default_zo
 st.query_params["zone"] = f"{zone_set}/{zone}"
 
 res = analysis.focus(f.run, f.split, f.method, zone_set, zone, f.classes, f.cls)
-require(res["n"] > 0, f"No {zone_set}/{zone} scores for the {f.split} split of run {f.run} "
-                      f"({'class ' + f.cls if f.cls else 'all classes'}).")
-corr = res["correlations"]
+require(res.n > 0, f"No {zone_set}/{zone} scores for the {f.split} split of run {f.run} "
+                   f"({'class ' + f.cls if f.cls else 'all classes'}).")
+corr = res.correlations
 notes = {}
 for row in corr[(corr["scope"] == "class") & (corr["method"] == "spearman")].itertuples():
     if pd.notna(row.value):
         notes[row.group] = f"ρ={row.value:.2f}, p={fmt_p(row.p_value)}"
-points = res["points"]
+points = res.points.rename(columns={"label": "class_name"})[["image_id", "class_name", "score", "confidence",
+                                                             "correct"]]
+sampled = res.n > MAX_POINTS
+if sampled:  # the chart draws a sample; the statistics use every image
+    points = points.sample(MAX_POINTS, random_state=0).sort_values("image_id").reset_index(drop=True)
 fig = plots.zone_confidence_chart(points, facet_order=list(f.classes), notes=notes,
                                   x_title=f"{zone} score ({zone_set}, {f.method})")
-caption = f"{res['n']:,} images."
-if res["sampled"]:
+caption = f"{res.n:,} images."
+if sampled:
     caption += (f" The chart draws a random sample of {len(points):,} of them (its line and band are fitted on "
                 "that sample); the table below uses every image.")
 chart(fig, points, f"confidence-vs-{zone_set}-{zone}-{f.run}-{f.method}", caption=caption)
@@ -54,12 +61,12 @@ table = pd.DataFrame({
     "p": [fmt_p(p) for p in corr["p_value"]],
 })
 st.dataframe(table, hide_index=True, width="stretch")
-st.caption(f"Spearman ρ and Pearson r with percentile-bootstrap intervals ({res['n_boot']} resamples over images) "
+st.caption(f"Spearman ρ and Pearson r with percentile-bootstrap intervals ({res.n_boot} resamples over images) "
            "and two-sided p-values of zero correlation. Undefined (–) when a group has fewer than 3 images or a "
            "constant score.")
 st.download_button("Correlation table (CSV)", corr.to_csv(index=False).encode(), file_name="correlations.csv",
                    mime="text/csv", on_click="ignore", key="dl-correlations-csv")
-out = res["outcome"]
+out = res.outcome
 if out is not None and pd.notna(out.p_value):
     st.markdown(f"**Correct vs incorrect:** Mann-Whitney U = {out.statistic:.0f}, p = {fmt_p(out.p_value)}, "
                 f"rank-biserial r = {out.effect:+.2f} (positive: higher {zone} score when correct).")

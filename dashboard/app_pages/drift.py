@@ -33,8 +33,8 @@ reference = c3.selectbox("Reference class (zone-score drift)", classes,
 # ------------------------------------------------------------------ distributions
 st.subheader("Zone-score distributions")
 zd = analysis.zone_drift(f.run, f.split, f.method, zone_set, tuple(classes), by, reference)
-require(not zd["values"].empty, f"No {zone_set} zone scores for the {f.split} split.")
-values = zd["values"]
+require(not zd.values.empty, f"No {zone_set} zone scores for the {f.split} split.")
+values = zd.values
 if f.cls:
     st.caption(f"All classes are shown (drift compares classes); the class filter ({f.cls}) is highlighted in the "
                "tables.")
@@ -43,10 +43,10 @@ fig = plots.zone_distribution_chart(values, value="score", zone="zone", group="c
 chart(fig, values, f"zone-distributions-{zone_set}-{f.run}-{f.method}",
       caption=f"Box plots of up to {analysis.DRIFT_PER_CLASS:,} images per class; dashed line: score 1 (no "
               "preference). The table gives exact quantiles over every image.")
-summary = zd["summary"]
+summary = zd.summary
 if not summary.empty:
     st.dataframe(summary.round(3), hide_index=True, width="stretch")
-tests = zd["tests"]
+tests = zd.tests
 if not tests.empty:
     st.markdown("**Do classes differ?** Kruskal-Wallis across classes per zone (Holm-adjusted over zones):")
     st.dataframe(tests.assign(p=tests["p_value"].map(fmt_p), p_holm=tests["p_holm"].map(fmt_p))
@@ -55,27 +55,27 @@ if not tests.empty:
 # -------------------------------------------------------------------- mean maps
 st.subheader("Mean relevance map per class")
 maps = analysis.class_maps(f.run, f.split, f.method, tuple(classes), by)
-if not maps["means"]:
+if not maps.means:
     st.info("No relevance maps stored for this selection.")
 else:
     size = queries.run_img_size(f.run)
     view, where = images.reference_view(queries.reference_images(f.run, f.split, reference), size)
-    vmax = max(float(np.nanmax(m)) for m in maps["means"].values())
-    cols = st.columns(min(4, len(maps["means"])))
-    for i, (name, mean) in enumerate(maps["means"].items()):
+    vmax = max(float(np.nanmax(m)) for m in maps.means.values())
+    cols = st.columns(min(4, len(maps.means)))
+    for i, (name, mean) in enumerate(maps.means.items()):
         tile = images.render_on(view, mean, vmax=vmax)
-        cols[i % len(cols)].image(tile, caption=f"{name} (n={maps['counts'][name]:,})", width="stretch")
+        cols[i % len(cols)].image(tile, caption=f"{name} (n={maps.counts[name]:,})", width="stretch")
     note = (f"Each map is the mean of the class's normalised maps (positive part, sum 1), drawn on {where} in the "
             "model-input frame with one colour scale for all classes.")
-    if maps["capped"]:
+    if maps.capped:
         note += f" Classes with more images use a deterministic sample of {analysis.DRIFT_PER_CLASS:,}."
     st.caption(note)
-    long = pd.concat([plots.grid_frame(m).assign(class_name=c) for c, m in maps["means"].items()], ignore_index=True)
-    grid_charts = [plots.heatmap_grid_chart(m, title=c, size=160, domain=[0, vmax]) for c, m in maps["means"].items()]
+    long = pd.concat([plots.grid_frame(m).assign(class_name=c) for c, m in maps.means.items()], ignore_index=True)
+    grid_charts = [plots.heatmap_grid_chart(m, title=c, size=160, domain=[0, vmax]) for c, m in maps.means.items()]
     chart(alt.hconcat(*grid_charts).resolve_scale(color="shared"), long, f"mean-maps-{f.run}-{f.method}")
 
     st.subheader("Drift matrix between classes")
-    matrix = maps["matrix"]
+    matrix = maps.matrix
     if matrix.empty:
         st.info("Only one class has maps: nothing to compare.")
     else:
@@ -86,7 +86,7 @@ else:
                       f"maps; p from {analysis.PERMUTATIONS} label permutations, Holm-adjusted over pairs; * p < 0.05.")
 
 st.subheader(f"Zone-score drift from {reference}")
-drift = zd["drift"]
+drift = zd.drift
 if drift.empty:
     st.info(f"No other class to compare with {reference}.")
 else:

@@ -45,29 +45,35 @@ require(f.split, f"Run {f.run} has no predictions yet: run `retcore predict --ru
 classes = list(f.classes)
 
 summary = analysis.headline(f.run, f.split, tuple(classes))
-require(summary["n"] > 0, f"Split {f.split} of run {f.run} has no labelled predictions.")
-st.subheader(f"Run {f.run} · {f.split} · {summary['n']:,} images")
-table = summary["table"].set_index("metric")
+require(summary.n > 0, f"Split {f.split} of run {f.run} has no labelled predictions.")
+st.subheader(f"Run {f.run} · {f.split} · {summary.n:,} images")
+table = summary.headline.set_index("metric")
 cols = st.columns(len(HEADLINE))
 for col, (name, label) in zip(cols, HEADLINE):
     if name not in table.index or pd.isna(table.loc[name, "value"]):
         col.metric(label, "–")
         continue
     row = table.loc[name]
-    col.metric(label, f"{row['value']:.3f}", help=row["interval"] or None)
+    col.metric(label, f"{row['value']:.3f}", help=summary.interval_detail(name))
     if pd.notna(row["low"]):
         col.caption(f"95% CI {row['low']:.3f}–{row['high']:.3f}")
-st.caption(summary["note"])
+note = f"Intervals: Wilson for accuracy; bootstrap ({summary.n_boot}) for the others."
+if summary.n_boot_images < summary.n_boot:
+    note += f" AUROC and ECE: {summary.n_boot_images} resamples on {summary.n:,} images."
+if summary.stale:
+    note += " (Recomputed from the stored predictions; the metrics table differs — rerun `retcore predict`.)"
+st.caption(note)
 
 left, right = st.columns(2)
 with left:
     st.markdown("**Confusion matrix**")
-    confusion = queries.confusion(f.run, f.split)
+    confusion = summary.confusion
     cm = plots.confusion_matrix_chart(confusion, classes=classes, cell=min(64, 320 // max(len(classes), 1)))
     chart(cm, confusion, f"confusion-{f.run}-{f.split}")
 with right:
-    st.markdown("**Reliability diagram** (top-label confidence, 10 bins, Wilson 95% intervals)")
-    bins = analysis.reliability(f.run, f.split)
+    st.markdown(f"**Reliability diagram** (top-label confidence, {analysis.RELIABILITY_BINS} bins, "
+                "Wilson 95% intervals)")
+    bins = summary.reliability
     rel = plots.reliability_chart(bins)
     ece = table.loc["ece"] if "ece" in table.index else {}
     chart(rel, bins, f"reliability-{f.run}-{f.split}",
@@ -75,7 +81,7 @@ with right:
                   f"{analysis.ECE_BINS} bins): mean gap between confidence and accuracy, weighted by bin size.")
 
 st.subheader("Per class")
-per_class = summary["per_class"]
+per_class = summary.per_class_with_auroc()
 if f.cls:
     per_class = per_class[per_class["class"] == f.cls]
 shown = pd.DataFrame({"class": per_class["class"], "support": per_class["support"]})
