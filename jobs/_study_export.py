@@ -16,30 +16,15 @@ HEADLINE_METRICS = ("accuracy", "shortcut_class_accuracy", "marker_relevance_sha
 
 
 def _load(db: Path | None, study: str) -> tuple[str, pd.DataFrame, dict]:
-    import json
-
+    from retcore.results.study import study_results
     from retcore.storage import connect, resolve_db_path
 
     path = resolve_db_path(db)
     if not path.exists():
         raise RetcoreError(f"no database at {path}: run `retcore study shortcut` first")
     with connect(path, read_only=True) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "study_results" not in tables:
-            raise RetcoreError(f"{path} has no study results: run `retcore study shortcut` first")
-        if study == "latest":
-            row = con.execute("SELECT run_id FROM runs WHERE job = 'study' AND status = 'succeeded' "
-                              "ORDER BY started_at DESC LIMIT 1").fetchone()
-            if row is None:
-                raise RetcoreError(f"{path} has no finished study: run `retcore study shortcut` first")
-            study = row[0]
-        results = con.execute("SELECT * FROM study_results WHERE study_run_id = ? ORDER BY arm, seed, metric",
-                              [study]).df()
-        cfg = con.execute("SELECT config FROM runs WHERE run_id = ?", [study]).fetchone()
-    if results.empty:
-        raise RetcoreError(f"no study results for {study!r} in {path}: pick a study run id from the Jobs page "
-                           "or pass --study latest")
-    return study, results, json.loads(cfg[0]) if cfg and cfg[0] else {}
+        found = study_results(con, study, where=str(path))
+    return found.study, found.results, found.config
 
 
 def run_study_export(study: str, out: Path | None, *, db: Path | None = None,

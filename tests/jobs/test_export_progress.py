@@ -17,11 +17,11 @@ def test_export_bar_counts_the_figures_written(tiny_pipeline, tmp_path, capsys):
 
 def test_expected_figures_matches_what_is_written(tiny_pipeline, tiny_explained, tmp_path):
     """The bar's first total is exact on a plain and on an explained run."""
-    from jobs.export import _expected_figures, _pick_zone, load_run_data, run_export
+    from jobs.export import _expected_figures, load_run_data, run_export
 
     for case in (tiny_pipeline, tiny_explained):
-        data = load_run_data(case["db"], case["run_id"], "test")
-        expected = _expected_figures(data, _pick_zone(data, "anatomy", None))
+        data = load_run_data(case["db"], case["run_id"], "test", n_boot=50, n_permutations=19)
+        expected = _expected_figures(data)
         result = run_export(case["run_id"], tmp_path / case["db"].parent.name, db=case["db"], n_boot=50,
                             n_permutations=19)
         assert expected == len([f for f in result.files if f.suffix == ".svg"])
