@@ -23,32 +23,10 @@ import typer
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, set_threads
 from retcore.errors import RetcoreError
 
-__all__ = ["PER_IMAGE_SQL", "app", "options_run_config", "run_shortcut_study", "shortcut_inputs", "study_run_config"]
+__all__ = ["app", "options_run_config", "run_shortcut_study", "shortcut_inputs", "study_run_config"]
 
 app = typer.Typer(help="Studies that compare fine-tuning arms on the demo data.", no_args_is_help=True)
 
-PER_IMAGE_SQL = """
-WITH z AS (
-    SELECT image_id,
-        max(CASE WHEN zone_set = 'mask' AND zone = 'marker' THEN mass_share END) AS marker_mass,
-        max(CASE WHEN zone_set = 'mask' AND zone = 'marker' THEN area_share END) AS marker_area,
-        max(CASE WHEN zone_set = 'mask' AND zone = 'lesion' THEN mass_share END) AS lesion_mass,
-        max(CASE WHEN zone_set = 'thirds' AND zone = 'center' THEN score END) AS center_score,
-        max(CASE WHEN zone_set = 'anatomy' AND zone = 'optic_disc' THEN score END) AS disc_score
-    FROM zone_scores WHERE run_id = ? AND method = ? GROUP BY image_id
-), l AS (
-    SELECT image_id,
-        max(CASE WHEN mask = 'lesion' THEN pointing_game END) AS pointing_game,
-        max(CASE WHEN mask = 'lesion' THEN mass_accuracy END) AS mass_accuracy
-    FROM localisation WHERE run_id = ? AND method = ? GROUP BY image_id
-)
-SELECT p.image_id, p.label, p.correct, z.marker_mass, z.marker_area, z.lesion_mass, z.center_score, z.disc_score,
-       l.pointing_game, l.mass_accuracy
-FROM predictions p LEFT JOIN z USING (image_id) LEFT JOIN l USING (image_id)
-WHERE p.run_id = ? AND p.split = 'test'
-ORDER BY p.image_id
-"""
-"""One row per test image of a finetune run: correctness, zone scores and localisation of one method."""
 
 
 def _arms(base) -> dict:
@@ -119,6 +97,7 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
     from jobs.pipeline import finetune_demo
     from jobs.predict import run_predict
     from retcore.demo import make_demo_dataset
+    from retcore.results.study import per_image
     from retcore.storage import connect
     from retcore.storage.runs import open_db, record_run
     from retcore.storage.writes import write_study_results
@@ -152,7 +131,7 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
                 explain_id = run_explain(run_id, [method], "test", db=db_path, results=results, device=cfg.device,
                                          faithfulness_images=0, command=command)
                 with connect(db_path, read_only=True) as con:
-                    frame = con.execute(PER_IMAGE_SQL, [run_id, method, run_id, method, run_id]).df()
+                    frame = per_image(con, run_id, method)
                 frame = frame.assign(seed=seed, arm=arm, run_id=run_id)
                 frames.append(frame)
                 for metric, (value, n) in arm_metrics(frame, demo_cfg.shortcut).items():
