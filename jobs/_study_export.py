@@ -36,7 +36,7 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
     from tqdm.auto import tqdm
 
     from jobs._common import results_dir
-    from jobs.export import FIGURE_FORMATS
+    from jobs._export_sections import FIGURE_FORMATS
     from retcore.plots import save_chart, study_arms_chart
     from retcore.study import seed_summary
 
