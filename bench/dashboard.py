@@ -342,14 +342,14 @@ def time_pages(repeats: int) -> dict[str, tuple[float, float]]:
     at = AppTest.from_file(app, default_timeout=600)
     at.run()  # imports and first caches
     for page in pages:  # warm every page once (imports of torch, scipy, vl-convert...)
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     out = {}
     for page in pages:
         cold, warm = [], []
         for _ in range(repeats):
             st.cache_data.clear()
             t0 = time.perf_counter()
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"app_pages/{page}.py").run()
             cold.append(time.perf_counter() - t0)
             if at.exception:
                 raise RuntimeError(f"{page}: {[e.value for e in at.exception]}")
