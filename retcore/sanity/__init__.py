@@ -1,0 +1,65 @@
+"""Sanity checks for saliency maps (Adebayo et al., NeurIPS 2018, "Sanity Checks for Saliency Maps").
+
+A map that explains a model must depend on the model's weights. The model-parameter
+randomisation test re-initialises the weights and compares each method's maps on the
+randomised model with its maps on the trained one; a method whose maps stay alike has
+shown the input, not the model.
+
+Modules (one job each):
+
+- ``randomize``: the layer groups of a ViT (head, blocks top down, patch embedding / stem),
+  the ``cascading`` and ``independent`` schedules, seeded re-initialisation with each
+  layer's own init scheme, in a ``with`` that restores the model or on a copy;
+- ``similarity``: Spearman rank correlation of absolute maps and SSIM, per image;
+- ``check``: one batch through a schedule: maps per step, compared with the trained maps;
+- ``summary``: means over images with bootstrap intervals per step, and the verdict per
+  method (flagged when its maps survive full randomisation, :data:`SURVIVAL_THRESHOLD`).
+
+``retcore sanity`` (``jobs/sanity.py``) runs it on a fine-tuned run and stores the rows in
+``sanity_checks``; ``retcore.results.sanity`` reads them back.
+"""
+from __future__ import annotations
+
+from retcore.sanity.check import MethodSimilarity, StepResult, reference_maps, sanity_check
+from retcore.sanity.randomize import (
+    MODES,
+    LayerGroup,
+    SanityError,
+    Step,
+    group_seed,
+    layer_groups,
+    randomization,
+    randomized,
+    randomized_copy,
+    reinitialise,
+    schedule,
+)
+from retcore.sanity.similarity import SSIM_WINDOW, map_similarity, rank_correlation, ssim
+from retcore.sanity.summary import FULLY_RANDOMIZED, MEASURES, SURVIVAL_THRESHOLD, summarize, verdicts
+
+__all__ = [
+    "FULLY_RANDOMIZED",
+    "MEASURES",
+    "MODES",
+    "SSIM_WINDOW",
+    "SURVIVAL_THRESHOLD",
+    "LayerGroup",
+    "MethodSimilarity",
+    "SanityError",
+    "Step",
+    "StepResult",
+    "group_seed",
+    "layer_groups",
+    "map_similarity",
+    "randomization",
+    "randomized",
+    "randomized_copy",
+    "rank_correlation",
+    "reference_maps",
+    "reinitialise",
+    "sanity_check",
+    "schedule",
+    "ssim",
+    "summarize",
+    "verdicts",
+]
