@@ -212,7 +212,27 @@ _V4 = [
     "ALTER TABLE runs ADD COLUMN log_path VARCHAR",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+# v5: model-parameter randomisation sanity checks (``retcore sanity``), one row per
+# (run, method, mode, seed, step, image): similarity of the map on the randomised model
+# to the map on the trained one.
+_V5 = [
+    """CREATE TABLE sanity_checks (
+        run_id VARCHAR NOT NULL,
+        sanity_run_id VARCHAR,
+        method VARCHAR NOT NULL,
+        mode VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        layer VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        target INTEGER,
+        spearman DOUBLE,
+        ssim DOUBLE,
+        PRIMARY KEY (run_id, method, mode, seed, step, image_id)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "write_explanation_batch",
     "write_faithfulness",
     "write_image_analysis",
+    "write_sanity_checks",
 ]
 
 DB = str | os.PathLike[str] | None
@@ -186,6 +187,13 @@ def write_faithfulness(db: DB, frame: pd.DataFrame) -> None:
     """Perturbation curves of one (run, split, method), replacing earlier ones."""
     with connect(db) as con, transaction(con):
         _replace_rows(con, "faithfulness", frame, ["run_id", "split", "method", "test", "fraction"])
+
+
+def write_sanity_checks(db: DB, frame: pd.DataFrame) -> None:
+    """Rows of ``sanity_checks`` (run_id, sanity_run_id, method, mode, seed, step, layer, image_id,
+    target, spearman, ssim), replacing rows with the same (run_id, method, mode, seed, step, image_id)."""
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "sanity_checks", frame, ["run_id", "method", "mode", "seed", "step", "image_id"])
 
 
 def write_study_results(db: DB, frame: pd.DataFrame) -> None:
