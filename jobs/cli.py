@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import dashboard, demo_data, explain, export, finetune, ingest, pipeline, predict, relocate, study
+from jobs import dashboard, demo_data, explain, export, finetune, ingest, pipeline, predict, relocate, sanity, study
 
 app = typer.Typer(
     name="retcore",
@@ -17,6 +17,7 @@ app.command("ingest")(ingest.main)
 app.command("finetune")(finetune.main)
 app.command("predict")(predict.main)
 app.command("explain")(explain.main)
+app.command("sanity")(sanity.main)
 app.command("pipeline")(pipeline.main)
 app.command("dashboard")(dashboard.main)
 app.command("export")(export.main)
