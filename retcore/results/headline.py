@@ -126,7 +126,7 @@ def classification(q: Source, run: str, split: str, classes: Sequence[str], *, n
         pd.notna(overall_stored["value"].iloc[0]) else None
     meta, probs = split_predictions(q, run, split)
     keep = meta["label"].notna().to_numpy()
-    labelled, probs = meta[keep].reset_index(drop=True), probs[keep] if len(probs) else probs
+    labelled, probs = meta[keep].reset_index(drop=True), probs[keep]
     n = len(labelled)
     if n == 0:
         return _empty(run, split, classes, stored)

@@ -104,8 +104,7 @@ def finetune_run(q: Source, run: str, split: str, where: str = "the database") -
             parent = frame(q, f"SELECT {cols} FROM runs WHERE run_id = ?", (row["parent_run_id"].iloc[0],))
             row = parent if not parent.empty else row
     record = row.iloc[0]
-    return {c: (None if not isinstance(record[c], (list, tuple)) and pd.isna(record[c]) else record[c])
-            for c in _RUN_COLUMNS}
+    return {c: None if pd.isna(record[c]) else record[c] for c in _RUN_COLUMNS}
 
 
 def run_splits(q: Source, run: str) -> list[str]:
