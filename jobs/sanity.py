@@ -23,7 +23,8 @@ import typer
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, set_threads
 from jobs.explain import DEFAULT_METHODS, method_list
 
-__all__ = ["DEFAULT_IMAGES", "main", "options_run_config", "run_sanity", "sanity_run_config"]
+__all__ = ["DEFAULT_IMAGES", "main", "options_run_config", "run_data_randomisation", "run_sanity",
+           "sanity_run_config", "shuffled_manifest", "verdict_lines"]
 
 DEFAULT_IMAGES = 32
 """Images checked by default (``--images``; 0 = every image of the split)."""
@@ -55,14 +56,81 @@ def _done(db: Path, run_id: str, seed: int) -> set[tuple[str, str, str, int]]:
     return {(i, m, mo, int(s)) for i, m, mo, s in rows}
 
 
-def _verdict_lines(db: Path, run_id: str, seed: int, methods: list[str]) -> list[str]:
+def verdict_lines(db: Path, run_id: str, seed: int, methods: list[str], test: str = "model") -> list[str]:
+    """One line per method: its verdict (``test``: 'model' or 'data', see :func:`retcore.sanity.verdicts`)."""
     from retcore.results.sanity import sanity_verdicts
     from retcore.storage import connect
 
     with connect(db, read_only=True) as con:
-        table = sanity_verdicts(con, run_id, seed=seed)
-    table = table[table["method"].isin(methods)]
+        table = sanity_verdicts(con, run_id, seed=seed, methods=methods, test=test)
     return [f"sanity {r.method}: {r.verdict}" for r in table.itertuples()]
+
+
+def _checked_run(db: Path | None, run: str, methods: list[str], split: str, *, batch_size: int, images: int):
+    """Validate the options; return ``(database path, TrainedRun, the split's images)``."""
+    from jobs._runs import find_trained_run, run_images
+    from retcore.errors import DataError, RetcoreError
+    from retcore.explain import METHOD_REGISTRY
+    from retcore.storage import connect
+    from retcore.storage.runs import open_db
+
+    METHOD_REGISTRY.check(methods)  # UnknownMethodError listing the names
+    if not methods:
+        raise RetcoreError("--methods is empty: name at least one explanation method")
+    if batch_size < 1:
+        raise RetcoreError(f"--batch-size {batch_size} must be at least 1")
+    if images < 0:
+        raise RetcoreError(f"--images {images} must be 0 (every image) or more")
+    db_path = open_db(db)
+    trained = find_trained_run(db_path, run)
+    eye = trained.config.get("finetune", {}).get("eye", "both")
+    frame = run_images(db_path, trained.dataset_id, split, eye=eye)
+    if frame.empty:
+        raise DataError(f"run {trained.run_id} has no {split!r} images; pick --split train|val|test")
+    with connect(db_path, read_only=True) as con:
+        has_predictions = con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND split = ?",
+                                      [trained.run_id, split]).fetchone()[0]
+    if not has_predictions:
+        raise RetcoreError(f"run {trained.run_id} has no stored predictions on {split!r}; run "
+                           f"`retcore predict --run {trained.run_id} --split {split}` first")
+    return db_path, trained, frame
+
+
+def _explainable_model(trained, methods: list[str], device):
+    """``(model, class names, input side)`` of a run, refusing methods that cannot explain it."""
+    from jobs._runs import load_trained_model
+    from retcore.errors import RetcoreError
+    from retcore.explain import explain_support
+
+    model, meta = load_trained_model(trained.checkpoint, device=str(device))
+    refused = {m: why for m in methods if (why := explain_support(model, m, 0)) is not None}
+    if refused:
+        name = meta.get("model_name") or "this model"
+        raise RetcoreError(f"{', '.join(refused)} cannot explain {name} ({'; '.join(refused.values())}); "
+                           "drop it from --methods")
+    size = int(meta["img_size"][0] if isinstance(meta["img_size"], list) else meta["img_size"])
+    return model, list(meta["class_names"]), size
+
+
+def _sample(db_path: Path, trained, split: str, frame, classes: list[str], images: int):
+    """The checked images (the first ``images`` with a stored prediction, image-id order; 0 = all) and
+    the class each is explained for (``predictions.pred``, as ``retcore explain``)."""
+    from jobs.explain import _stored_targets
+
+    targets_by_id = _stored_targets(db_path, trained.run_id, split, frame, classes, "pred")
+    sample = frame[frame["image_id"].isin(targets_by_id)]
+    return (sample.head(images) if images else sample), targets_by_id
+
+
+def _batches(todo, classes: list[str], size: int, batch_size: int, num_workers: int):
+    """``(image ids, images (B, 3, S, S))`` of ``todo``'s rows, in DataLoader batches."""
+    from jobs.explain import _loader
+    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
+
+    records = [ImageRecord(path=p, label=lab) for p, lab in todo[["path", "label"]].itertuples(index=False)]
+    data = FundusDataset(records, classes, build_eval_transform(size))
+    for xb, _, idx in (_loader(data, batch_size, num_workers) if len(data) else []):
+        yield [str(todo["image_id"].iloc[int(k)]) for k in idx], xb
 
 
 def run_sanity(run: str, methods: list[str], split: str = "test", *, db: Path | None = None,
@@ -80,68 +148,33 @@ def run_sanity(run: str, methods: list[str], split: str = "test", *, db: Path | 
     import torch
     from tqdm.auto import tqdm
 
-    from jobs._runs import find_trained_run, load_trained_model, run_images
-    from jobs.explain import _loader, _stored_targets
-    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
-    from retcore.errors import DataError, RetcoreError
-    from retcore.explain import METHOD_REGISTRY, explain_support
+    from retcore.errors import RetcoreError
     from retcore.sanity import MODES, reference_maps, sanity_check, schedule
-    from retcore.storage import connect
-    from retcore.storage.runs import open_db, record_run
+    from retcore.storage.runs import record_run
     from retcore.storage.writes import write_sanity_checks
     from retcore.train.engine import resolve_device
 
-    METHOD_REGISTRY.check(methods)  # UnknownMethodError listing the names
-    if not methods:
-        raise RetcoreError("--methods is empty: name at least one explanation method")
     if mode not in MODE_CHOICES:
         raise RetcoreError(f"--mode {mode!r} must be one of {', '.join(MODE_CHOICES)}")
-    if batch_size < 1:
-        raise RetcoreError(f"--batch-size {batch_size} must be at least 1")
-    if images < 0:
-        raise RetcoreError(f"--images {images} must be 0 (every image) or more")
+    db_path, trained, frame = _checked_run(db, run, methods, split, batch_size=batch_size, images=images)
     modes = list(MODES) if mode == "both" else [mode]
-    db_path = open_db(db)
-    trained = find_trained_run(db_path, run)
-    eye = trained.config.get("finetune", {}).get("eye", "both")
-    frame = run_images(db_path, trained.dataset_id, split, eye=eye)
-    if frame.empty:
-        raise DataError(f"run {trained.run_id} has no {split!r} images; pick --split train|val|test")
-    with connect(db_path, read_only=True) as con:
-        has_predictions = con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND split = ?",
-                                      [trained.run_id, split]).fetchone()[0]
-    if not has_predictions:
-        raise RetcoreError(f"run {trained.run_id} has no stored predictions on {split!r}; run "
-                           f"`retcore predict --run {trained.run_id} --split {split}` first")
     config = sanity_run_config(trained.run_id, methods, split, images=images, mode=mode, seed=seed,
                                batch_size=batch_size)
 
     with record_run(db_path, "sanity", config=config, command=command, parent_run_id=trained.run_id,
                     seed=seed, results=results) as rec:
         torch_device = resolve_device(device)
-        model, meta = load_trained_model(trained.checkpoint, device=str(torch_device))
-        classes = list(meta["class_names"])
-        size = int(meta["img_size"][0] if isinstance(meta["img_size"], list) else meta["img_size"])
-        refused = {m: why for m in methods if (why := explain_support(model, m, 0)) is not None}
-        if refused:
-            name = meta.get("model_name") or "this model"
-            raise RetcoreError(f"{', '.join(refused)} cannot explain {name} ({'; '.join(refused.values())}); "
-                               "drop it from --methods")
-        targets_by_id = _stored_targets(db_path, trained.run_id, split, frame, classes, "pred")
-        sample = frame[frame["image_id"].isin(targets_by_id)]
-        sample = sample.head(images) if images else sample
+        model, classes, size = _explainable_model(trained, methods, torch_device)
+        sample, targets_by_id = _sample(db_path, trained, split, frame, classes, images)
         plans = {mo: schedule(model, mo) for mo in modes}
         done = _done(db_path, trained.run_id, seed)
         missing = {i: sum((i, m, mo, s.index) not in done for m in methods for mo in modes for s in plans[mo])
                    for i in sample["image_id"]}
         todo = sample[[missing[i] > 0 for i in sample["image_id"]]].reset_index(drop=True)
         total = sum(missing.values())
-        records = [ImageRecord(path=p, label=lab) for p, lab in todo[["path", "label"]].itertuples(index=False)]
-        data = FundusDataset(records, classes, build_eval_transform(size))
         bar = tqdm(total=total, desc=f"sanity {split}", unit="map")
         written, started = 0, time.perf_counter()
-        for xb, _, idx in (_loader(data, batch_size, num_workers) if len(data) else []):
-            ids = [str(todo["image_id"].iloc[int(k)]) for k in idx]
+        for ids, xb in _batches(todo, classes, size, batch_size, num_workers):
             x = xb.to(torch_device)
             targets = torch.tensor([targets_by_id[i] for i in ids], device=torch_device)
             need_ref = [m for m in methods if any((i, m, mo, s.index) not in done
@@ -168,8 +201,88 @@ def run_sanity(run: str, methods: list[str], split: str = "test", *, db: Path | 
             n_img = len(todo)
             tqdm.write(f"sanity: {written} randomised maps of {n_img} images in {seconds:.1f} s "
                        f"({seconds / max(n_img, 1):.2f} s per image for {len(methods)} methods, {' + '.join(modes)})")
-        for line in _verdict_lines(db_path, trained.run_id, seed, methods):
+        for line in verdict_lines(db_path, trained.run_id, seed, methods):
             tqdm.write(line)
+    return rec.run_id
+
+
+def shuffled_manifest(manifest: Path, seed: int) -> Path:
+    """A copy of a CSV ``manifest`` beside it whose train and val labels are permuted (seeded;
+    :func:`retcore.sanity.shuffle_labels`): ``<stem>-shuffled-s<seed>.csv``. Paths, splits and every
+    other column are kept, so the same files are read; the test split keeps its true labels.
+    Written only when missing or different."""
+    import pandas as pd
+
+    from retcore.errors import DataError
+    from retcore.sanity import shuffle_labels
+
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    if not {"label", "split"} <= set(frame.columns):
+        raise DataError(f"{manifest} needs 'label' and 'split' columns to shuffle the training labels")
+    frame["label"] = shuffle_labels(frame["label"].tolist(), frame["split"].tolist(), seed=seed)
+    out = manifest.with_name(f"{manifest.stem}-shuffled-s{seed}.csv")
+    text = frame.to_csv(index=False)
+    if not out.is_file() or out.read_text() != text:
+        out.write_text(text)
+    return out
+
+
+def run_data_randomisation(run: str, shuffled_run: str, methods: list[str], split: str = "test", *,
+                           db: Path | None = None, results: Path | None = None, images: int = DEFAULT_IMAGES,
+                           seed: int = 0, batch_size: int = 8, device: str = "auto", num_workers: int = 2,
+                           command: str = "") -> str:
+    """The data randomisation test: maps of ``run`` (true labels) vs ``shuffled_run`` (the same recipe
+    fine-tuned on shuffled labels) on ``images`` images of ``run``'s ``split``, both for ``run``'s stored
+    prediction; rows ``mode='data'``, ``step=0``, ``layer='labels'``, ``seed`` into ``sanity_checks``.
+    Only missing rows are computed. Returns the sanity run id."""
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from jobs._runs import find_trained_run
+    from retcore.errors import RetcoreError
+    from retcore.sanity import DATA_LAYER, DATA_MODE, map_similarity, reference_maps
+    from retcore.storage.runs import record_run
+    from retcore.storage.writes import write_sanity_checks
+    from retcore.train.engine import resolve_device
+
+    db_path, trained, frame = _checked_run(db, run, methods, split, batch_size=batch_size, images=images)
+    shuffled = find_trained_run(db_path, shuffled_run)
+    config = {**sanity_run_config(trained.run_id, methods, split, images=images, mode=DATA_MODE, seed=seed,
+                                  batch_size=batch_size), "shuffled_run": shuffled.run_id}
+    with record_run(db_path, "sanity", config=config, command=command, parent_run_id=trained.run_id,
+                    seed=seed, results=results) as rec:
+        torch_device = resolve_device(device)
+        model, classes, size = _explainable_model(trained, methods, torch_device)
+        other, other_classes, other_size = _explainable_model(shuffled, methods, torch_device)
+        if other_classes != classes or other_size != size:
+            raise RetcoreError(f"run {shuffled.run_id} ({other_classes}, {other_size} px) does not match run "
+                               f"{trained.run_id} ({classes}, {size} px): compare runs of the same recipe")
+        sample, targets_by_id = _sample(db_path, trained, split, frame, classes, images)
+        done = _done(db_path, trained.run_id, seed)
+        todo = sample[[any((i, m, DATA_MODE, 0) not in done for m in methods)
+                       for i in sample["image_id"]]].reset_index(drop=True)
+        bar = tqdm(total=len(todo), desc=f"data randomisation {split}", unit="img")
+        for ids, xb in _batches(todo, classes, size, batch_size, num_workers):
+            x = xb.to(torch_device)
+            targets = torch.tensor([targets_by_id[i] for i in ids], device=torch_device)
+            rows = []
+            for method in methods:
+                need = [k for k, i in enumerate(ids) if (i, method, DATA_MODE, 0) not in done]
+                if not need:
+                    continue
+                sel = torch.as_tensor(need, device=torch_device)
+                a = reference_maps(model, x[sel], targets[sel], [method])[method]
+                b = reference_maps(other, x[sel], targets[sel], [method])[method]
+                rho, sim = map_similarity(a, b)
+                rows += [{"run_id": trained.run_id, "sanity_run_id": rec.run_id, "method": method, "mode": DATA_MODE,
+                          "seed": seed, "step": 0, "layer": DATA_LAYER, "image_id": ids[k],
+                          "target": int(targets[k]), "spearman": float(r), "ssim": float(s_)}
+                         for k, r, s_ in zip(need, rho, sim)]
+            write_sanity_checks(db_path, pd.DataFrame(rows))
+            bar.update(len(ids))
+            rec.progress(bar.n / max(len(todo), 1), f"data randomisation: {bar.n}/{len(todo)} images")
+        bar.close()
     return rec.run_id
 
 

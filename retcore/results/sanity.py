@@ -2,8 +2,9 @@
 per-step means with bootstrap intervals, and the verdict per method.
 
 Each row of ``sanity_checks`` compares one method's map of one image on a randomised model
-(``mode`` cascading / independent, ``step``, ``layer`` = the group that step randomises) with
-its map on the trained model (``spearman``, ``ssim``; see :mod:`retcore.sanity`). Steps are
+(``mode`` cascading / independent, ``step``, ``layer`` = the group that step randomises; or
+``mode = 'data'``, ``layer = 'labels'``: the model fine-tuned on shuffled labels) with its map
+on the trained model (``spearman``, ``ssim``; see :mod:`retcore.sanity`). Steps are
 numbered from the head (0) down to ``patch_embed`` (the last; in cascading mode every weight
 is then random). The means, intervals and verdicts are those of
 :func:`retcore.sanity.summarize` and :func:`retcore.sanity.verdicts`. A database without the
@@ -67,8 +68,9 @@ def sanity_summary(q: Source, run: str, *, seed: int | None = None, methods: lis
 
 
 def sanity_verdicts(q: Source, run: str, *, seed: int | None = None, methods: list[str] | None = None,
-                    threshold: float = SURVIVAL_THRESHOLD, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """One row per method of ``run``: the fully randomised step's similarities with intervals,
-    ``flagged`` (True = its maps survive randomisation, False = passes, NA = not checked
-    in cascading mode to the end) and a one-line ``verdict``."""
-    return verdicts(sanity_summary(q, run, seed=seed, methods=methods, n_boot=n_boot), threshold)
+                    threshold: float = SURVIVAL_THRESHOLD, n_boot: int = N_BOOT, test: str = "model") -> pd.DataFrame:
+    """One row per method of ``run``: the similarities with intervals at the step ``test`` reads
+    (``'model'``: the fully randomised cascading step; ``'data'``: the model fine-tuned on shuffled
+    labels), ``flagged`` (True = its maps survive randomisation, False = passes, NA = not run)
+    and a one-line ``verdict``."""
+    return verdicts(sanity_summary(q, run, seed=seed, methods=methods, n_boot=n_boot), threshold, test=test)

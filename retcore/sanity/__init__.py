@@ -13,7 +13,8 @@ Modules (one job each):
 - ``similarity``: Spearman rank correlation of absolute maps and SSIM, per image;
 - ``check``: one batch through a schedule: maps per step, compared with the trained maps;
 - ``summary``: means over images with bootstrap intervals per step, and the verdict per
-  method (flagged when its maps survive full randomisation, :data:`SURVIVAL_THRESHOLD`).
+  method (flagged when its maps survive full randomisation, :data:`SURVIVAL_THRESHOLD`);
+- ``labels``: shuffled training labels for the data randomisation test.
 
 ``retcore sanity`` (``jobs/sanity.py``) runs it on a fine-tuned run and stores the rows in
 ``sanity_checks``; ``retcore.results.sanity`` reads them back.
@@ -21,6 +22,7 @@ Modules (one job each):
 from __future__ import annotations
 
 from retcore.sanity.check import MethodSimilarity, StepResult, reference_maps, sanity_check
+from retcore.sanity.labels import DATA_LAYER, DATA_MODE, SHUFFLED_SPLITS, shuffle_labels
 from retcore.sanity.randomize import (
     MODES,
     LayerGroup,
@@ -35,14 +37,18 @@ from retcore.sanity.randomize import (
     schedule,
 )
 from retcore.sanity.similarity import SSIM_WINDOW, map_similarity, rank_correlation, ssim
-from retcore.sanity.summary import FULLY_RANDOMIZED, MEASURES, SURVIVAL_THRESHOLD, summarize, verdicts
+from retcore.sanity.summary import FULLY_RANDOMIZED, MEASURES, SURVIVAL_THRESHOLD, TESTS, summarize, verdicts
 
 __all__ = [
+    "DATA_LAYER",
+    "DATA_MODE",
     "FULLY_RANDOMIZED",
     "MEASURES",
     "MODES",
+    "SHUFFLED_SPLITS",
     "SSIM_WINDOW",
     "SURVIVAL_THRESHOLD",
+    "TESTS",
     "LayerGroup",
     "MethodSimilarity",
     "SanityError",
@@ -59,6 +65,7 @@ __all__ = [
     "reinitialise",
     "sanity_check",
     "schedule",
+    "shuffle_labels",
     "ssim",
     "summarize",
     "verdicts",
