@@ -114,6 +114,7 @@ def _study_options(config: Mapping[str, Any]) -> Options:
         "shortcut_class": config.get("shortcut"), "data_dir": str(Path(data).parent) if data else None,
         "n_images": demo.get("n_images"), "epochs": guided.get("epochs"),
         **{k: guided.get(k) for k in ("guide", "guide_form", "guide_weight", "guide_radius")},
+        "shuffled_labels": bool(config.get("shuffled_labels", False)),
     }
 
 

@@ -8,6 +8,14 @@ zone scores and localisation. Per-(arm, seed) figures and the paired tests go
 to the ``study_results`` table; a summary table is printed. Finished
 fine-tuning runs with identical settings are reused, so an interrupted study
 resumes where it stopped.
+
+``--shuffled-labels`` adds the data randomisation test (Adebayo et al. 2018) per
+seed: the baseline recipe fine-tuned once more on the demo data with its train and
+val labels permuted (``jobs.sanity.shuffled_manifest``), and every explanation
+method's maps of the baseline and of that model compared on the test images
+(``jobs.sanity.run_data_randomisation``, ``sanity_checks`` rows with mode ``data``).
+It costs one more fine-tuning run per seed (as long as the baseline's) plus two
+maps per test image and method.
 """
 from __future__ import annotations
 
@@ -34,7 +42,8 @@ def _arms(base) -> dict:
     return {"baseline": dataclasses.replace(base, guide=None), "guided": base}
 
 
-def study_run_config(base, demo_cfg, *, seeds: list[int], method: str, manifest: Path) -> dict:
+def study_run_config(base, demo_cfg, *, seeds: list[int], method: str, manifest: Path,
+                     shuffled_labels: bool = False) -> dict:
     """The ``runs.config`` of a shortcut study (before its ``summary`` is added at the end).
 
     ``demo`` holds every field of the demo data's config that shapes the images
@@ -44,7 +53,8 @@ def study_run_config(base, demo_cfg, *, seeds: list[int], method: str, manifest:
 
     return {"study": "shortcut", "seeds": list(seeds), "method": method, "data": str(Path(manifest).resolve()),
             "shortcut": demo_cfg.shortcut, "demo": config_fingerprint(demo_cfg),
-            "finetune": {arm: cfg.to_dict() for arm, cfg in _arms(base).items()}}
+            "finetune": {arm: cfg.to_dict() for arm, cfg in _arms(base).items()},
+            **({"shuffled_labels": True} if shuffled_labels else {})}
 
 
 def shortcut_inputs(options: Mapping[str, Any]):
@@ -77,18 +87,20 @@ def options_run_config(options: Mapping[str, Any]) -> dict:
     from retcore.demo import DEMO_MANIFEST
 
     base, demo_cfg, seeds, data_dir = shortcut_inputs(options)
-    return study_run_config(base, demo_cfg, seeds=seeds, method=options["method"], manifest=data_dir / DEMO_MANIFEST)
+    return study_run_config(base, demo_cfg, seeds=seeds, method=options["method"], manifest=data_dir / DEMO_MANIFEST,
+                            shuffled_labels=bool(options.get("shuffled_labels", False)))
 
 
 def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_pixels", data_dir: Path,
                        db: Path | None = None, results: Path | None = None, force: bool = False,
-                       batch_size: int = 32, command: str = "") -> str:
+                       batch_size: int = 32, shuffled_labels: bool = False, command: str = "") -> str:
     """Run the study; return the study's run id.
 
     ``base``: the :class:`~retcore.train.config.FinetuneConfig` of the guided arm
     (its ``guide*`` fields set); the baseline is the same with ``guide=None``.
     ``demo_cfg``: the :class:`~retcore.demo.DemoConfig` of the data (its
-    ``shortcut`` names the shortcut class).
+    ``shortcut`` names the shortcut class). ``shuffled_labels``: also run the data
+    randomisation test per seed (see the module docstring).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -112,11 +124,13 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
     db_path = open_db(db)
     manifest = make_demo_dataset(data_dir, demo_cfg, progress=True)
     arms = _arms(base)
-    config = study_run_config(base, demo_cfg, seeds=seeds, method=method, manifest=manifest)
+    config = study_run_config(base, demo_cfg, seeds=seeds, method=method, manifest=manifest,
+                              shuffled_labels=shuffled_labels)
     frames: list[pd.DataFrame] = []
     result_rows: list[dict] = []
     with record_run(db_path, "study", config=config, command=command, seed=seeds[0]) as rec:
-        total = len(seeds) * len(arms)
+        total = len(seeds) * (len(arms) + int(shuffled_labels))
+        checked: dict[int, str] = {}
         done = 0
         bar = tqdm(total=total, desc="study", unit="run", file=sys.stderr)
         for seed in seeds:
@@ -141,6 +155,15 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
                 done += 1
                 bar.update(1)
                 rec.progress(done / total, f"seed {seed} {arm}")
+                if arm == "baseline":
+                    checked[seed] = run_id
+            if shuffled_labels:
+                tqdm.write(f"study: seed {seed} shuffled labels")
+                _data_randomisation(arms["baseline"], seed, checked[seed], manifest, db_path, results=results,
+                                    force=force, command=command)
+                done += 1
+                bar.update(1)
+                rec.progress(done / total, f"seed {seed} shuffled labels")
         bar.close()
         per_image = pd.concat(frames, ignore_index=True)
         paired = paired_tests(per_image)
@@ -155,7 +178,31 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
         summary = seed_summary(results_frame[results_frame["seed"] >= 0])
         rec.update(config={**config, "summary": json.loads(summary.to_json(orient="records"))})
         typer.echo(_format_summary(summary, paired))
+        if shuffled_labels:
+            from jobs.explain import DEFAULT_METHODS, method_list
+            from jobs.sanity import verdict_lines
+
+            for seed, baseline in checked.items():
+                for line in verdict_lines(db_path, baseline, seed, method_list(DEFAULT_METHODS), test="data"):
+                    typer.echo(f"seed {seed} {line}")
         return rec.run_id
+
+
+def _data_randomisation(baseline_cfg, seed: int, baseline_run: str, manifest: Path, db_path: Path, *,
+                        results: Path | None, force: bool, command: str) -> str:
+    """Fine-tune ``baseline_cfg`` with ``seed`` on shuffled labels (or reuse that run), then compare every
+    method's maps with ``baseline_run``'s on the test images; return the shuffled run's id."""
+    from jobs.explain import DEFAULT_METHODS, method_list
+    from jobs.pipeline import finetune_demo
+    from jobs.sanity import run_data_randomisation, shuffled_manifest
+
+    cfg = dataclasses.replace(baseline_cfg, seed=seed)
+    shuffled_run = finetune_demo(cfg, shuffled_manifest(manifest, seed), db_path, results=results, force=force,
+                                 command=command, label=f"study seed {seed} shuffled labels")
+    run_data_randomisation(baseline_run, shuffled_run, method_list(DEFAULT_METHODS), "test", db=db_path,
+                           results=results, seed=seed, device=cfg.device, num_workers=cfg.num_workers,
+                           command=command)
+    return shuffled_run
 
 
 def _format_summary(summary, paired) -> str:
@@ -192,6 +239,10 @@ def shortcut(
     data_dir: Annotated[Path | None, typer.Option(help="Demo data (default data/demo-<shortcut>).",
                                                   show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if identical runs succeeded.")] = False,
+    shuffled_labels: Annotated[bool, typer.Option(
+        "--shuffled-labels", help="Also fine-tune the baseline on shuffled labels per seed and compare every "
+                                  "method's maps (data randomisation test; one more fine-tuning run per seed)."
+    )] = False,
     db: DbOption = None,
     results: ResultsOption = None,
 ) -> None:
@@ -204,7 +255,7 @@ def shortcut(
     except ValueError as exc:
         raise RetcoreError(str(exc)) from None
     run_shortcut_study(cfg, demo_cfg, seeds=seed_list, method=method, data_dir=data_folder, db=db, results=results,
-                       force=force, command=command_line())
+                       force=force, shuffled_labels=shuffled_labels, command=command_line())
 
 if __name__ == "__main__":
     app()
