@@ -21,23 +21,27 @@ Modules (one job each):
 """
 from __future__ import annotations
 
-from retcore.sanity.check import MethodSimilarity, StepResult, reference_maps, sanity_check
+import importlib
+from typing import Any
+
 from retcore.sanity.labels import DATA_LAYER, DATA_MODE, SHUFFLED_SPLITS, shuffle_labels
-from retcore.sanity.randomize import (
-    MODES,
-    LayerGroup,
-    SanityError,
-    Step,
-    group_seed,
-    layer_groups,
-    randomization,
-    randomized,
-    randomized_copy,
-    reinitialise,
-    schedule,
-)
 from retcore.sanity.similarity import SSIM_WINDOW, map_similarity, rank_correlation, ssim
 from retcore.sanity.summary import FULLY_RANDOMIZED, MEASURES, SURVIVAL_THRESHOLD, TESTS, summarize, verdicts
+
+# The modules that need torch load on first use, so readers of the table (retcore.results.sanity,
+# the dashboard) do not import torch.
+_LAZY = {
+    **dict.fromkeys(["MethodSimilarity", "StepResult", "reference_maps", "sanity_check"], "check"),
+    **dict.fromkeys(["MODES", "LayerGroup", "SanityError", "Step", "group_seed", "layer_groups", "randomization",
+                     "randomized", "randomized_copy", "reinitialise", "schedule"], "randomize"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"retcore.sanity.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'retcore.sanity' has no attribute {name!r}")
+
 
 __all__ = [
     "DATA_LAYER",

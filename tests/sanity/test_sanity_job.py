@@ -146,3 +146,11 @@ def test_read_layer_summary_and_verdicts(checked):
     assert sanity_rows(q, "no-such-run").empty and sanity_verdicts(q, "no-such-run").empty
     with duckdb.connect(":memory:") as con:  # a database older than the table
         assert sanity_seeds(con, run_id) == [] and sanity_summary(con, run_id).empty
+
+
+def test_reading_the_table_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, retcore.results.sanity, retcore.sanity; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
