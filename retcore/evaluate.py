@@ -8,6 +8,10 @@ relevance, in steps (default 0, 10, ..., 90% of the pixels), and the model is re
 - ``mode='negative'``: least relevant pixels first. A faithful map keeps the prediction:
   HIGHER AUC is better.
 
+- ``mode='insertion'`` (RISE, Petsiuk et al. 2018): start from the baseline and restore the
+  most relevant pixels first: HIGHER AUC is better. ``grid=(gh, gw)`` steps on whole tokens.
+  Per-image curves against a random map: :mod:`retcore.faithfulness`.
+
 Recorded per step: the class predicted, the target logit and the target probability
 (softmax); the target is the original prediction unless given. Accuracy at a step = share
 of images whose prediction still equals the target ("accuracy of the original
@@ -122,9 +126,13 @@ def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tens
     return t.detach().to(device=device, dtype=torch.float32)
 
 
-def _fill_values(images: torch.Tensor, fill: str | float | Sequence[float]) -> torch.Tensor:
-    """(B, C, 1, 1) replacement values in normalised space."""
+def _fill_values(images: torch.Tensor, fill: str | float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, 1) replacement values, or the (B, C, H, W) baseline images, in normalised space."""
     b, c = images.shape[:2]
+    if isinstance(fill, torch.Tensor) and fill.ndim == 4:
+        if fill.shape != images.shape:
+            raise ValueError(f"baseline images {tuple(fill.shape)} differ from images {tuple(images.shape)}")
+        return fill.to(device=images.device, dtype=images.dtype)
     if isinstance(fill, str):
         if fill == "zero":
             return images.new_zeros((b, c, 1, 1))
@@ -140,14 +148,14 @@ def _fill_values(images: torch.Tensor, fill: str | float | Sequence[float]) -> t
 
 
 def _pixel_ranks(rel: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
-    """(B, N) rank of every pixel in the deletion order (0 = deleted first)."""
+    """(B, N) rank of every pixel (or token) in the order of change (0 = deleted / inserted first)."""
     b, n = rel.shape
     gen = torch.Generator().manual_seed(seed)
     ranks = torch.empty((b, n), dtype=torch.long, device=rel.device)
     for i in range(b):
         perm = torch.randperm(n, generator=gen).to(rel.device)
         key = rel[i, perm]
-        order = perm[torch.sort(key, descending=(mode == "positive"), stable=True).indices]
+        order = perm[torch.sort(key, descending=(mode != "negative"), stable=True).indices]
         ranks[i, order] = torch.arange(n, device=rel.device)
     return ranks
 
@@ -160,11 +168,13 @@ def perturbation_curve(
     mode: str = "positive",
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     target: np.ndarray | torch.Tensor | Sequence[int] | None = None,
-    fill: str | float | Sequence[float] = "zero",
+    fill: str | float | Sequence[float] | torch.Tensor = "zero",
     batch_size: int = 32,
     seed: int = 0,
+    grid: tuple[int, int] | None = None,
 ) -> PerturbationResult:
-    """Delete the most (positive) or least (negative) relevant pixels step by step.
+    """Delete the most (positive) or least (negative) relevant pixels step by step, or insert the
+    most relevant ones into the baseline (insertion, as RISE).
 
     Args:
         model: callable mapping (b, C, H, W) normalised images to (b, K) logits; called
@@ -173,20 +183,26 @@ def perturbation_curve(
         images: (B, C, H, W) float tensor, normalised as the model expects.
         relevance: (B, h, w) raw relevance (token grid or pixels, numpy or torch); maps
             of another size are upsampled bilinearly to (H, W).
-        mode: 'positive' (most relevant first) or 'negative' (least relevant first).
-        fractions: increasing shares in [0, 1] of the H x W pixels deleted at each step;
-            step f deletes round(f x H x W) pixels.
+        mode: 'positive' (delete the most relevant first, MoRF), 'negative' (delete the least
+            relevant first, LeRF) or 'insertion' (start from the baseline ``fill`` and restore
+            the most relevant first; step 0 is the baseline itself).
+        fractions: increasing shares in [0, 1] of the H x W pixels changed at each step;
+            step f changes round(f x H x W) pixels (tokens with ``grid``).
         target: (B,) classes to track; None = the model's prediction on the originals.
         fill: replacement in normalised space: 'zero', 'mean' (per image and channel),
-            a number or one number per channel.
+            a number, one number per channel, or (B, C, H, W) baseline images
+            (``retcore.faithfulness.baseline_images``: blurred copy, dataset mean).
         batch_size: images per forward pass.
         seed: seed of the random tie-break between equally relevant pixels.
+        grid: (gh, gw) to step on the token grid: the map is average-pooled to the grid (a
+            grid-sized map is used as is) and whole tokens of (H/gh, W/gw) pixels change
+            together; None = step on pixels (the map upsampled bilinearly).
 
     Returns:
         ``PerturbationResult`` (curves (B, S) and AUCs).
     """
-    if mode not in ("positive", "negative"):
-        raise ValueError(f"mode={mode!r}: use 'positive' or 'negative'")
+    if mode not in ("positive", "negative", "insertion"):
+        raise ValueError(f"mode={mode!r}: use 'positive', 'negative' or 'insertion'")
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     fr = np.asarray(list(fractions), np.float64)
@@ -201,9 +217,22 @@ def perturbation_curve(
         raise ValueError(f"relevance must be (B, h, w) with B={b}, got shape {tuple(rel.shape)}")
     if not torch.isfinite(rel).all():
         raise ValueError("relevance contains NaN or infinite values")
-    if rel.shape[1:] != (h, w):
-        rel = F.interpolate(rel.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    ranks = _pixel_ranks(rel.reshape(b, -1), mode, seed).reshape(b, 1, h, w)
+    if grid is not None:
+        gh, gw = int(grid[0]), int(grid[1])
+        if h % gh or w % gw:
+            raise ValueError(f"grid {gh}x{gw} does not tile the {h}x{w} image")
+        if rel.shape[1:] != (gh, gw):
+            if rel.shape[1] % gh or rel.shape[2] % gw:
+                rel = F.interpolate(rel.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+            rel = F.adaptive_avg_pool2d(rel.unsqueeze(1), (gh, gw))[:, 0]
+        cells = _pixel_ranks(rel.reshape(b, -1), mode, seed).reshape(b, 1, gh, gw)
+        ranks = cells.repeat_interleave(h // gh, dim=2).repeat_interleave(w // gw, dim=3)
+        n_units = gh * gw
+    else:
+        if rel.shape[1:] != (h, w):
+            rel = F.interpolate(rel.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        ranks = _pixel_ranks(rel.reshape(b, -1), mode, seed).reshape(b, 1, h, w)
+        n_units = h * w
     fills = _fill_values(images, fill)
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -224,8 +253,10 @@ def perturbation_curve(
                 raise ValueError(f"target classes must lie in [0, {k - 1}]")
         preds, tlog, tprob = [], [], []
         for f in fr:
-            n_del = int(round(f * h * w))
-            if n_del == 0:
+            n_del = int(round(f * n_units))
+            if mode == "insertion":
+                logits = logits0 if n_del == n_units else run(torch.where(ranks < n_del, images, fills))
+            elif n_del == 0:
                 logits = logits0
             else:
                 x = torch.where(ranks < n_del, fills, images)
