@@ -11,7 +11,6 @@ from scipy import ndimage as ndi
 
 from retcore.anatomy.fov import fov_circle, fov_mask
 
-
 WORK_SIDE = 256
 """Longer side (pixels) of the shrunk copy on which the disc and fovea are searched."""
 

@@ -11,13 +11,10 @@ from retcore.anatomy._work import _masked_smooth, _prepare, _Work
 
 __all__ = ["DISC_RADIUS_FOV", "find_optic_disc"]
 
-
 DISC_RADIUS_FOV = 0.13
 """Typical optic-disc radius as a share of the FOV radius (45-degree camera; retina(): 92/695)."""
 
-
 _DISC_R_RANGE = (0.08, 0.2)  # plausible disc radii, share of the FOV radius
-
 
 _SPECK_RADIUS = 0.35  # bright specks narrower than this (x rd) are erased (markers, exudates)
 _VESSEL_RADIUS = 0.15  # vessels narrower than this (x rd) are filled when measuring the disc

@@ -12,12 +12,10 @@ from scipy import ndimage as ndi
 
 __all__ = ["FOV_THRESHOLD", "fov_circle", "fov_mask"]
 
-
 FOV_THRESHOLD = 20.0
 """Brightness (0..255, max over channels) above which a pixel can be in the FOV; the same
 value as ``retcore.data.transforms.DEFAULT_FOV_THRESHOLD`` (not imported: this module
 must not pull in torch)."""
-
 
 _OPEN_FRACTION = 0.01  # FOV opening radius, share of the image's shorter side
 

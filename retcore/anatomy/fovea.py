@@ -10,10 +10,8 @@ from retcore.anatomy.disc import _DISC_R_RANGE
 
 __all__ = ["FOVEA_DISTANCE_DD", "find_fovea", "fovea_geometric"]
 
-
 FOVEA_DISTANCE_DD = 2.5
 """Typical disc-centre to fovea distance in disc diameters (temporal to the disc)."""
-
 
 _FOVEA_SEARCH = 2.0  # fovea search radius around the geometric estimate, x disc radius
 _FOVEA_DEPTH = 0.03  # the fovea must be at least this much darker than its surround

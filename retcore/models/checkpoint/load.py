@@ -1,15 +1,4 @@
-"""Reading, loading and saving ViT checkpoints safely.
-
-Every file is read with ``torch.load(weights_only=True)``: tensors, plain
-containers and ``argparse.Namespace`` (which official RETFound fine-tuned
-checkpoints carry as ``args``) are allowed, any other pickled class is
-refused. Recognised layouts:
-
-* ``mae_pretrain`` — ``{'model': encoder + decoder}`` (RETFound-MAE release);
-* ``dinov2_pretrain`` — ``{'teacher': {'backbone.<key>': ..., 'dino_head.*', 'ibot_head.*'}}``;
-* ``retfound_finetuned`` — ``{'model', 'epoch', 'args', ...}`` with a head and no decoder;
-* ``retcore`` — ``{'model': state_dict, 'retcore': meta}`` written by :func:`save_checkpoint`;
-* ``state_dict`` — a bare ``{name: tensor}`` mapping.
+"""Loading a state dict into a ViT: pretrained backbones and whole fine-tuned models.
 
 Pretrained backbones are loaded with :func:`load_retfound`, which follows the
 RETFound fine-tuning code (rmaphoh/RETFound_MAE ``main_finetune.py`` and
@@ -30,50 +19,33 @@ parameters (``norm`` is an ``Identity``), so the pretrained ``norm.*`` is
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import pickle
-import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from retcore.errors import CheckpointError
+from retcore.models.checkpoint.hub import HUB_PREFIX, hub_download
+from retcore.models.checkpoint.read import (
+    _MAX_LISTED,
+    CheckpointSource,
+    StateDict,
+    _is_state_dict,
+    _strip_prefix,
+    _unchunk_blocks,
+    read_checkpoint,
+)
 from retcore.models.heads import init_head, uses_double_fc_norm
 from retcore.models.pos_embed import grid_of, resize_pos_embed
 
-__all__ = [
-    "CHECKPOINT_KINDS",
-    "FORMAT_VERSION",
-    "HUB_PREFIX",
-    "LoadReport",
-    "hub_download",
-    "load_checkpoint_into",
-    "load_checkpoint_state",
-    "load_retfound",
-    "read_checkpoint",
-    "save_checkpoint",
-]
+__all__ = ["LoadReport", "load_checkpoint_into", "load_retfound"]
 
-CHECKPOINT_KINDS = ("mae_pretrain", "dinov2_pretrain", "retfound_finetuned", "retcore", "state_dict")
-FORMAT_VERSION = 1
-HUB_PREFIX = "hub:"
 
-_SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 _DROP_PREFIXES = ("decoder_", "dino_head.", "ibot_head.", "dino_loss.", "ibot_patch_loss.")
 _DROP_KEYS = ("mask_token",)
-_CHUNKED_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.*)$")
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-_MAX_LISTED = 5
-
-StateDict = dict[str, torch.Tensor]
-CheckpointSource = str | os.PathLike[str] | tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]
 
 
 @dataclass
@@ -101,147 +73,6 @@ class LoadReport:
     head_initialised: bool = False
     kind: str = ""
     strict: bool = False
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        match = _UNSUPPORTED_GLOBAL.search(str(exc))
-        if match:
-            raise CheckpointError(
-                f"checkpoint {path} contains the Python object {match.group(1)}, which retcore refuses to "
-                "unpickle: re-save only its tensors (torch.save({'model': model.state_dict()}, ...)) "
-                "in an environment you trust"
-            ) from None
-        raise CheckpointError(
-            f"checkpoint {path} is not a PyTorch weights file ({_first_line(exc)}): pass a .pth saved with torch.save"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable PyTorch file ({type(exc).__name__}: {_first_line(exc)}): "
-            "pass a .pth/.pt file saved with torch.save"
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line[:160]
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    )
-
-
-def _strip_prefix(state: StateDict, prefix: str) -> StateDict:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def _unchunk_blocks(state: StateDict) -> StateDict:
-    """DINOv2 ``block_chunks`` layout ``blocks.<chunk>.<i>.*`` -> ``blocks.<i>.*``."""
-    if not any(_CHUNKED_BLOCK.match(k) for k in state):
-        return state
-    out: StateDict = {}
-    for key, value in state.items():
-        match = _CHUNKED_BLOCK.match(key)
-        out[f"blocks.{match.group(2)}.{match.group(3)}" if match else key] = value
-    return out
-
-
-def _args_dict(args: Any) -> dict[str, Any] | None:
-    if args is None:
-        return None
-    if isinstance(args, argparse.Namespace):
-        return dict(vars(args))
-    if isinstance(args, Mapping):
-        return dict(args)
-    return {"value": args}
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, Any]]:
-    """Read a checkpoint file safely and return ``(state_dict, meta)``.
-
-    The state dict holds the model tensors under timm ViT key names (DINOv2
-    ``backbone.`` and DDP ``module.`` prefixes stripped, DINOv2 ``dino_head``/
-    ``ibot_head`` keys removed); decoder keys of MAE checkpoints are kept (they
-    are dropped by :func:`load_retfound`). ``meta`` has ``kind`` (one of
-    ``CHECKPOINT_KINDS``), ``path``, ``epoch`` (or None), ``args`` (dict or
-    None), ``dropped_keys`` and, for retcore checkpoints, the saved retcore
-    metadata (``model_name``, ``num_classes``, ``class_names``...).
-
-    Raises:
-        CheckpointError: missing file, not a torch file, a pickle needing
-            classes outside the allow-list, or no weights inside.
-    """
-    p = Path(path).expanduser()
-    if not p.exists():
-        hint = ""
-        if not p.is_absolute() and str(path).count("/") == 1 and not str(path).endswith((".pth", ".pt")):
-            hint = f" (for the Hugging Face release use hub:{path})"
-        raise CheckpointError(f"checkpoint {path} not found: check the path{hint}")
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file: pass the .pth file itself")
-    obj = _torch_load(p)
-    meta: dict[str, Any] = {"path": str(p), "kind": "", "epoch": None, "args": None, "dropped_keys": []}
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"checkpoint {path} holds a {type(obj).__name__}, not a dict of weights: save model.state_dict()"
-        )
-    dropped: list[str] = []
-    if isinstance(obj.get("retcore"), Mapping) and _is_state_dict(obj.get("model")):
-        state = dict(obj["model"])
-        meta.update(dict(obj["retcore"]))
-        meta["kind"] = "retcore"
-    elif _is_state_dict(obj.get("teacher")):
-        raw = dict(obj["teacher"])
-        state = {}
-        for key, value in raw.items():
-            if key.startswith("backbone."):
-                state[key[len("backbone."):]] = value
-            else:
-                dropped.append(key)
-        if not state:  # a teacher without a backbone prefix
-            state, dropped = raw, []
-        meta["kind"] = "dinov2_pretrain"
-    elif _is_state_dict(obj.get("model")) or _is_state_dict(obj.get("state_dict")):
-        state = dict(obj["model"] if _is_state_dict(obj.get("model")) else obj["state_dict"])
-        has_decoder = any(k.startswith("decoder_") or k == "mask_token" for k in _strip_prefix(state, "module."))
-        has_head = any(k.startswith("head.") for k in _strip_prefix(state, "module."))
-        meta["kind"] = "retfound_finetuned" if has_head and not has_decoder else "mae_pretrain"
-    elif _is_state_dict(obj):
-        state = dict(obj)
-        meta["kind"] = "state_dict"
-    else:
-        keys = ", ".join(sorted(map(str, obj))[:_MAX_LISTED])
-        raise CheckpointError(
-            f"checkpoint {path} has no model weights (top-level keys: {keys}): "
-            "expected 'model', 'teacher' or a state dict"
-        )
-    state = _strip_prefix(state, "module.")
-    state = _strip_prefix(state, "backbone.")
-    state = _unchunk_blocks(state)
-    meta["dropped_keys"] = dropped
-    if meta["epoch"] is None and isinstance(obj.get("epoch"), int | float):
-        meta["epoch"] = obj["epoch"]
-    if meta["args"] is None:
-        meta["args"] = _args_dict(obj.get("args"))
-    return state, meta
-
-
-load_checkpoint_state = read_checkpoint
-"""Alias of :func:`read_checkpoint` (name used in docs/architecture.md)."""
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def _source_label(source: Any) -> str:
@@ -426,34 +257,6 @@ def _check_head_config(model: nn.Module, meta: Mapping[str, Any], label: str) ->
         )
 
 
-def hub_download(spec: str) -> Path:
-    """Download ``<name>.pth`` of ``hub:<owner>/<name>`` from the Hugging Face Hub.
-
-    Returns the local file path. Any network, authentication or licence
-    failure raises ``CheckpointError`` telling the user how to fetch the file
-    by hand and pass its local path instead.
-    """
-    repo_id = spec[len(HUB_PREFIX):].strip().strip("/") if spec.startswith(HUB_PREFIX) else spec.strip("/")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise CheckpointError(f"bad hub checkpoint {spec!r}: write hub:<owner>/<name>, e.g. "
-                              "hub:YukunZhou/RETFound_mae_natureCFP")
-    filename = f"{repo_id.split('/')[-1]}.pth"
-    manual = (
-        f"download {filename} from https://huggingface.co/{repo_id} (gated: log in, accept the licence, "
-        "and use an access token via `hf auth login` or HF_TOKEN) and pass its local path"
-    )
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise CheckpointError(f"huggingface_hub is not installed, so {spec} cannot be fetched: {manual}") from None
-    try:
-        return Path(huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename))
-    except Exception as exc:  # noqa: BLE001 - network, auth, gating, missing repo...
-        raise CheckpointError(
-            f"could not download {filename} from {repo_id} ({type(exc).__name__}): {manual}"
-        ) from None
-
-
 def load_checkpoint_into(model: nn.Module, checkpoint: CheckpointSource) -> LoadReport:
     """Load ``checkpoint`` into ``model``, choosing strict or backbone-only loading.
 
@@ -476,55 +279,3 @@ def load_checkpoint_into(model: nn.Module, checkpoint: CheckpointSource) -> Load
     if meta.get("kind") in ("retcore", "retfound_finetuned", "state_dict") and _head_fits(model.state_dict(), state):
         return _load_full(model, state, meta, label)
     return _load_backbone(model, state, meta, label)
-
-
-# --------------------------------------------------------------------------- saving
-
-
-def _model_meta(model: nn.Module) -> dict[str, Any]:
-    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    if isinstance(img_size, tuple | list):
-        img_size = int(img_size[0]) if img_size[0] == img_size[1] else [int(s) for s in img_size]
-    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
-    if isinstance(patch, tuple | list):
-        patch = int(patch[0])
-    return {
-        "model_name": getattr(model, "retcore_name", None),
-        "num_classes": int(getattr(model, "num_classes", 0)),
-        "img_size": img_size,
-        "patch_size": patch,
-        "embed_dim": getattr(model, "embed_dim", None),
-        "depth": len(getattr(model, "blocks", ())),
-        "global_pool": getattr(model, "global_pool", None),
-        "double_fc_norm": uses_double_fc_norm(model),
-    }
-
-
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str, Any]) -> Path:
-    """Write ``{'model': state_dict, 'retcore': meta}`` atomically; returns the path.
-
-    ``meta`` must be JSON-serialisable (e.g. ``class_names``, ``epoch``,
-    ``metrics``); the architecture entries (``model_name``, ``num_classes``,
-    ``img_size``, ``patch_size``, ``embed_dim``, ``depth``, ``global_pool``,
-    ``double_fc_norm``) are taken from ``model`` and override same-named
-    entries of ``meta``. Tensors are saved on CPU. The file is written next to
-    its destination and renamed over it, so readers never see a partial file;
-    it loads with ``torch.load(weights_only=True)``.
-    """
-    full = {"format_version": FORMAT_VERSION, **dict(meta), **_model_meta(model)}
-    try:
-        full = json.loads(json.dumps(full))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"checkpoint meta must be JSON-serialisable: {exc}") from None
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    dest = Path(path).expanduser()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        torch.save({"model": state, "retcore": full}, tmp_name)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return dest
