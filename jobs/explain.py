@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir, set_threads
+from jobs._faithfulness import unit_list
 
 __all__ = ["DEFAULT_METHODS", "explain_run_config", "main", "method_list", "options_run_config", "run_explain"]
 
@@ -104,8 +105,9 @@ def _loader(dataset, batch_size: int, num_workers: int, collate_fn=None):
 
 def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path | None = None,
                 results: Path | None = None, target: str = "pred", batch_size: int = 8, device: str = "auto",
-                start_layer: int = 0, faithfulness_images: int = 32, num_workers: int = 2,
-                recompute: bool = False, command: str = "") -> str:
+                start_layer: int = 0, faithfulness_images: int = -1, num_workers: int = 2,
+                recompute: bool = False, command: str = "", faithfulness_baseline: str = "blur",
+                faithfulness_units: str = "token,pixel") -> str:
     """Explain every image of ``split`` with each method; return the finetune run id.
 
     Only missing (image, method) pairs are computed unless ``recompute``.
@@ -115,6 +117,9 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     ``num_workers`` DataLoader workers; each step holds at most ``batch_size``
     images. Full-resolution maps are float32 ``.npy`` files (relevance values
     can be ~1e-10 per pixel for ViT-L, below float16's range), stored relative to the results folder.
+    Faithfulness (``jobs._faithfulness``): per-image deletion / insertion curves of each method and of
+    a random map on the first ``faithfulness_images`` images (negative = all, 0 = skip), removed
+    pixels taken from ``faithfulness_baseline`` ('blur' | 'mean'), stepped on ``faithfulness_units``.
     """
     import numpy as np
     import pandas as pd
@@ -122,17 +127,14 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     from tqdm.auto import tqdm
 
     from jobs._runs import find_trained_run, load_trained_model, run_images
-    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
     from retcore.data.roots import to_stored
     from retcore.errors import DataError, RetcoreError
-    from retcore.evaluate import merge_perturbation_results, perturbation_test
     from retcore.explain import METHOD_REGISTRY, explain_support, relevance, upsample
     from retcore.focus import focus_scores
     from retcore.inputs import ExplainInputs, collate_prepared
     from retcore.storage.runs import open_db, record_run
     from retcore.storage.writes import (
         write_explanation_batch,
-        write_faithfulness,
         write_image_analysis,
         write_ingest_errors,
     )
@@ -144,6 +146,9 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
         raise RetcoreError(f"--target {target!r} must be 'pred' or 'label'")
     if batch_size < 1:
         raise RetcoreError(f"--batch-size {batch_size} must be at least 1")
+    if faithfulness_baseline not in ("blur", "mean"):
+        raise RetcoreError(f"--faithfulness-baseline {faithfulness_baseline!r} must be 'blur' or 'mean'")
+    unit_list(faithfulness_units)
     db_path = open_db(db)
     trained = find_trained_run(db_path, run)
     eye = trained.config.get("finetune", {}).get("eye", "both")
@@ -242,40 +247,15 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
             for path, reason in skipped:
                 tqdm.write(f"skipped {path}: {reason}")
 
-        if faithfulness_images > 0:
-            have = set() if recompute else {m for (m,) in _existing(
-                db_path, "SELECT DISTINCT method FROM faithfulness WHERE run_id = ? AND split = ?",
-                [trained.run_id, split])}
-            missing = [m for m in methods if m not in have]
-            sample = images[images["image_id"].isin(targets_by_id)].head(faithfulness_images)
-            records = [ImageRecord(path=p, label=l) for p, l in sample[["path", "label"]].itertuples(index=False)]
-            data = FundusDataset(records, classes, build_eval_transform(size))
-            chunks = list(_loader(data, batch_size, num_workers)) if missing and len(data) else []
-            missing = missing if chunks else []
-            sample_targets = torch.tensor([targets_by_id[i] for i in sample["image_id"]])
-            fbar = tqdm(total=len(missing) * len(chunks), desc="faithfulness", unit="batch")
-            for k, method in enumerate(missing):
-                parts = []
-                for xb, _, idx in chunks:
-                    xb = xb.to(torch_device)
-                    tb = sample_targets[idx].to(torch_device)
-                    maps = relevance(model, xb, method, tb, start_layer).float()
-                    full = maps if maps.shape[-2:] == (size, size) else upsample(maps, (size, size))
-                    parts.append(perturbation_test(model, xb, full.cpu().numpy(), target=tb, batch_size=batch_size))
-                    fbar.update(1)
-                curves = {test: merge_perturbation_results([p[test] for p in parts]) for test in parts[0]}
-                rows = []
-                for test, res in curves.items():
-                    for j, fraction in enumerate(res.fractions):
-                        rows.append({"run_id": trained.run_id, "split": split, "method": method, "test": test,
-                                     "fraction": float(fraction), "accuracy": float(res.accuracy[j]),
-                                     "probability": float(res.target_prob[:, j].mean()),
-                                     "n_images": len(res.target)})
-                write_faithfulness(db_path, pd.DataFrame(rows))
-                rec.progress(0.9 + 0.1 * (k + 1) / len(missing), f"faithfulness {method}")
-                tqdm.write(f"faithfulness {method}: positive AUC {curves['positive'].auc_accuracy:.3f} "
-                           f"(lower is better), negative AUC {curves['negative'].auc_accuracy:.3f} (higher is better)")
-            fbar.close()
+        if faithfulness_images != 0:
+            from jobs._faithfulness import run_faithfulness
+
+            run_faithfulness(db_path, trained.run_id, split, images, targets_by_id, model, classes, size, patch,
+                             methods, n_images=faithfulness_images, baseline=faithfulness_baseline,
+                             units=unit_list(faithfulness_units), batch_size=batch_size, num_workers=num_workers,
+                             start_layer=start_layer, recompute=recompute, device=torch_device,
+                             explain_run_id=rec.run_id,
+                             progress=lambda f, note: rec.progress(0.9 + 0.1 * f, note))
     return trained.run_id
 
 
@@ -287,7 +267,11 @@ def main(
     target: Annotated[str, typer.Option(help="Explain the predicted class ('pred') or the true label ('label').")] = "pred",
     batch_size: int = 8,
     start_layer: Annotated[int, typer.Option(help="First block of the rollout (lrp, gae, rollout).")] = 0,
-    faithfulness_images: Annotated[int, typer.Option(help="Images for the perturbation curves (0 = skip).")] = 32,
+    faithfulness_images: Annotated[int, typer.Option(
+        help="Images for the per-image faithfulness curves (-1 = every image of the split, 0 = skip).")] = -1,
+    faithfulness_baseline: Annotated[str, typer.Option(
+        help="What removed pixels become: 'blur' (blurred copy) or 'mean' (dataset mean colour).")] = "blur",
+    faithfulness_units: Annotated[str, typer.Option(help="Steps on 'token', 'pixel' or 'token,pixel'.")] = "token,pixel",
     num_workers: Annotated[int, typer.Option(help="DataLoader workers that decode and prepare images.")] = 2,
     recompute: Annotated[bool, typer.Option(help="Recompute maps and curves that already exist.")] = False,
     device: str = "auto",
@@ -299,7 +283,8 @@ def main(
     run_explain(run, method_list(methods), split, db=db, results=results,
                 target=target, batch_size=batch_size, device=device, start_layer=start_layer,
                 faithfulness_images=faithfulness_images, num_workers=num_workers, recompute=recompute,
-                command=command_line())
+                command=command_line(), faithfulness_baseline=faithfulness_baseline,
+                faithfulness_units=faithfulness_units)
 
 
 if __name__ == "__main__":

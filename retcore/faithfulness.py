@@ -74,7 +74,7 @@ TESTS: dict[str, tuple[str, str]] = {
 BASELINES: tuple[str, ...] = ("blur", "mean")
 """Selectable baselines (see the module docstring)."""
 
-CURVE_COLUMNS = ["index", "unit", "test", "fraction", "probability", "logit"]
+CURVE_COLUMNS = ["index", "unit", "test", "fraction", "predicted", "probability", "logit"]
 """Columns of :func:`faithfulness_curves` (``index`` = row of the batch)."""
 
 SUMMARY_COLUMNS = ["method", "baseline", "unit", "test", "better", "n_images", "auc", "random_auc",
@@ -170,7 +170,8 @@ def faithfulness_curves(model: Callable[[torch.Tensor], torch.Tensor], images: t
             b, s = res.target_prob.shape
             frames.append(pd.DataFrame({
                 "index": np.repeat(np.arange(b), s), "unit": unit, "test": test,
-                "fraction": np.tile(res.fractions, b), "probability": res.target_prob.ravel(),
+                "fraction": np.tile(res.fractions, b), "predicted": res.predicted.ravel().astype(np.int64),
+                "probability": res.target_prob.ravel(),
                 "logit": res.target_logit.ravel()}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
 

@@ -232,7 +232,66 @@ _V5 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
+# v6: per-image faithfulness (``retcore.faithfulness``): curves of the target's probability in
+# long format (one row per image, method, map = 'method' | 'random', baseline, unit, test and
+# fraction), per-image AUCs of the method's map and of its random map, and the per-run summary
+# with the verdict against random. The v2 ``faithfulness`` table stays (aggregate curves).
+_V6 = [
+    """CREATE TABLE faithfulness_curves (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        map VARCHAR NOT NULL,
+        baseline VARCHAR NOT NULL,
+        unit VARCHAR NOT NULL,
+        test VARCHAR NOT NULL,
+        fraction DOUBLE NOT NULL,
+        target INTEGER,
+        predicted INTEGER,
+        probability DOUBLE,
+        logit DOUBLE,
+        PRIMARY KEY (run_id, split, image_id, method, map, baseline, unit, test, fraction)
+    )""",
+    """CREATE TABLE faithfulness_aucs (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        image_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        baseline VARCHAR NOT NULL,
+        unit VARCHAR NOT NULL,
+        test VARCHAR NOT NULL,
+        target INTEGER,
+        auc DOUBLE,
+        random_auc DOUBLE,
+        explain_run_id VARCHAR,
+        PRIMARY KEY (run_id, split, image_id, method, baseline, unit, test)
+    )""",
+    """CREATE TABLE faithfulness_summary (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        baseline VARCHAR NOT NULL,
+        unit VARCHAR NOT NULL,
+        test VARCHAR NOT NULL,
+        better VARCHAR,
+        n_images INTEGER,
+        auc DOUBLE,
+        random_auc DOUBLE,
+        difference DOUBLE,
+        difference_low DOUBLE,
+        difference_high DOUBLE,
+        wilcoxon_p DOUBLE,
+        effect DOUBLE,
+        beats_random BOOLEAN,
+        verdict VARCHAR,
+        seconds_per_image DOUBLE,
+        explain_run_id VARCHAR,
+        PRIMARY KEY (run_id, split, method, baseline, unit, test)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

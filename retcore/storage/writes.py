@@ -29,6 +29,8 @@ __all__ = [
     "relocate_roots",
     "write_explanation_batch",
     "write_faithfulness",
+    "write_faithfulness_images",
+    "write_faithfulness_summary",
     "write_image_analysis",
     "write_sanity_checks",
 ]
@@ -187,6 +189,21 @@ def write_faithfulness(db: DB, frame: pd.DataFrame) -> None:
     """Perturbation curves of one (run, split, method), replacing earlier ones."""
     with connect(db) as con, transaction(con):
         _replace_rows(con, "faithfulness", frame, ["run_id", "split", "method", "test", "fraction"])
+
+
+def write_faithfulness_images(db: DB, curves: pd.DataFrame, aucs: pd.DataFrame) -> None:
+    """One batch of per-image faithfulness: ``faithfulness_curves`` and ``faithfulness_aucs`` rows
+    (schema v6), atomically, replacing rows with the same keys."""
+    key = ["run_id", "split", "image_id", "method", "baseline", "unit", "test"]
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "faithfulness_curves", curves, [*key, "map", "fraction"])
+        _replace_rows(con, "faithfulness_aucs", aucs, key)
+
+
+def write_faithfulness_summary(db: DB, frame: pd.DataFrame) -> None:
+    """Rows of ``faithfulness_summary`` (one per run, split, method, baseline, unit, test), replaced."""
+    with connect(db) as con, transaction(con):
+        _replace_rows(con, "faithfulness_summary", frame, ["run_id", "split", "method", "baseline", "unit", "test"])
 
 
 def write_sanity_checks(db: DB, frame: pd.DataFrame) -> None:
