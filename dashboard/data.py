@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from retcore.errors import DatabaseError
-from retcore.results.executor import fetch_grids
+from retcore.results.executor import fetch_grids, frame
 from retcore.results.executor import tables as list_tables
 from retcore.storage import connect, resolve_db_path
 
@@ -72,7 +72,7 @@ def _read(path: str, sql: str, params: tuple[Any, ...], fetch) -> Any:
 @st.cache_data(show_spinner=False, max_entries=512)
 def _cached_query(path: str, stamp: float, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
     del stamp  # part of the cache key only
-    return _read(path, sql, params, lambda con, q, p: con.execute(q, p).df())
+    return _read(path, sql, params, frame)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

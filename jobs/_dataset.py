@@ -60,15 +60,15 @@ def _registered(db, dataset_id: str, spec, records: list[ImageRecord], *,
     every registered image must still be discovered; otherwise None (ingest again).
     Records keep the discovery order, so training sees the same order either way.
     """
+    from retcore.results.lookups import ingest_error_paths, registered_images
     from retcore.storage import connect
 
     base = root_folder(spec.root)
     with connect(db, read_only=True) as con:
-        if con.execute("SELECT count(*) FROM datasets WHERE dataset_id = ?", [dataset_id]).fetchone()[0] == 0:
+        rows = registered_images(con, dataset_id)
+        if rows is None:
             return None
-        rows = con.execute("SELECT * FROM images WHERE dataset_id = ?", [dataset_id]).df()
-        bad = {r[0] for r in con.execute("SELECT DISTINCT path FROM ingest_errors WHERE dataset_id = ?",
-                                         [dataset_id]).fetchall()}
+        bad = ingest_error_paths(con, dataset_id)
     rows["resolved"] = [resolve_stored(p, base) for p in rows["path"]]
     by_path = {p: row for p, row in zip(rows["resolved"], rows.itertuples(index=False))}
     bad = {resolve_stored(p, base) for p in bad}

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from retcore.errors import CheckpointError, RetcoreError
+from retcore.results.lookups import dataset_images, dataset_root, finetune_record, latest_checkpointed_run
 from retcore.storage import connect
 
 __all__ = ["TrainedRun", "find_trained_run", "load_trained_model", "run_images"]
@@ -33,19 +34,13 @@ class TrainedRun:
 def find_trained_run(db: Path, run_id: str) -> TrainedRun:
     """The finetune run ``run_id`` (``latest`` = the newest that has a checkpoint)."""
     with connect(db, read_only=True) as con:
-        if run_id == "latest":
-            row = con.execute(
-                "SELECT run_id, checkpoint, dataset_id, config, out_dir FROM runs WHERE job = 'finetune' "
-                "AND checkpoint IS NOT NULL ORDER BY started_at DESC LIMIT 1").fetchone()
-        else:
-            row = con.execute(
-                "SELECT run_id, checkpoint, dataset_id, config, out_dir FROM runs WHERE run_id = ? AND job = 'finetune'",
-                [run_id]).fetchone()
+        row = latest_checkpointed_run(con) if run_id == "latest" else finetune_record(con, run_id)
     if row is None:
         raise RetcoreError(f"no finetune run {run_id!r} in {db}; run `retcore finetune` first or check --db")
-    if row[1] is None:
-        raise RetcoreError(f"run {row[0]} has no checkpoint (it failed, was interrupted or is still running); resume or rerun it")
-    return TrainedRun(row[0], Path(row[1]), row[2], json.loads(row[3]), Path(row[4]) if row[4] else None)
+    if row.checkpoint is None:
+        raise RetcoreError(f"run {row.run_id} has no checkpoint (it failed, was interrupted or is still running); resume or rerun it")
+    return TrainedRun(row.run_id, Path(row.checkpoint), row.dataset_id, json.loads(row.config),
+                      Path(row.out_dir) if row.out_dir else None)
 
 
 def load_trained_model(checkpoint: Path, *, device: str = "cpu"):
@@ -69,19 +64,10 @@ def run_images(db: Path, dataset_id: str, split: str | None, *, eye: str = "both
     """
     from retcore.data.roots import resolve_stored, root_folder
 
-    query = ("SELECT image_id, path, label, split, eye, mask_path FROM images WHERE dataset_id = ? "
-             "AND NOT coalesce(conflicting_label, false)")
-    params: list[Any] = [dataset_id]
-    if split is not None:
-        query += " AND split = ?"
-        params.append(split)
-    if eye != "both":
-        query += " AND eye = ?"
-        params.append(eye)
     with connect(db, read_only=True) as con:
-        root = con.execute("SELECT root FROM datasets WHERE dataset_id = ?", [dataset_id]).fetchone()
-        frame = con.execute(query + " ORDER BY image_id", params).df()
-    base = root_folder(root[0]) if root else None
+        root = dataset_root(con, dataset_id)
+        frame = dataset_images(con, dataset_id, split, eye=eye)
+    base = root_folder(root) if root is not None else None
     frame["path"] = [resolve_stored(p, base) for p in frame["path"]]
     frame["mask_path"] = [resolve_stored(p, base) for p in frame["mask_path"]]
     return frame

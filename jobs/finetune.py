@@ -73,6 +73,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
     from jobs._dataset import prepare_dataset
     from retcore.data import DEFAULT_PATIENT_REGEX, FundusDataset, build_eval_transform, build_train_transform
     from retcore.models import create_model
+    from retcore.results.lookups import finetune_record
     from retcore.storage import connect
     from retcore.storage.runs import new_run_id, open_db, record_run
     from retcore.storage.writes import write_epoch, write_metrics
@@ -83,16 +84,15 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
         if run_id is None:
             raise RetcoreError("--resume needs the run id: retcore finetune --resume RUN")
         with connect(db_path, read_only=True) as con:
-            row = con.execute("SELECT config, out_dir FROM runs WHERE run_id = ? AND job = 'finetune'",
-                              [run_id]).fetchone()
+            row = finetune_record(con, run_id)
         if row is None:
             raise RetcoreError(f"no finetune run {run_id} in {db_path}; list runs in the dashboard")
-        saved = json.loads(row[0])
+        saved = json.loads(row.config)
         cfg = FinetuneConfig.from_dict(saved["finetune"])
         data = Path(saved["data"])
         val, test, split_seed = saved["val"], saved["test"], saved["split_seed"]
         patient_regex = saved["patient_regex"]
-        out_dir = Path(row[1])
+        out_dir = Path(row.out_dir)
     else:
         run_id = run_id or new_run_id("finetune")
         out_dir = results_dir(db, results).resolve() / "runs" / run_id

@@ -74,13 +74,13 @@ def _matching_runs(db_path: Path, config: dict) -> list[tuple[str, str, str | No
     """``(run_id, status, out_dir)`` of finetune runs with exactly ``config``, newest first."""
     import json
 
+    from retcore.results.lookups import finetune_runs
     from retcore.storage import connect
 
     with connect(db_path, read_only=True) as con:
-        rows = con.execute("SELECT run_id, status, out_dir, config FROM runs WHERE job = 'finetune' "
-                           "ORDER BY started_at DESC").fetchall()
+        rows = finetune_runs(con)
     wanted = json.loads(json.dumps(config))
-    return [(r, s, o) for r, s, o, saved in rows if json.loads(saved) == wanted]
+    return [(r, s, o) for r, s, o, saved in rows.itertuples(index=False) if json.loads(saved) == wanted]
 
 
 def finetune_stage(cfg, source: Path, db_path: Path, *, results: Path | None, split: dict, force: bool = False,
@@ -122,6 +122,7 @@ def predict_stage(run_id: str, splits: list[str], db_path: Path, *, results: Pat
     """Predict each split unless the run already has a prediction for every image of it."""
     from jobs._runs import find_trained_run, run_images
     from jobs.predict import run_predict
+    from retcore.results.lookups import prediction_count
     from retcore.storage import connect
 
     trained = find_trained_run(db_path, run_id)
@@ -129,8 +130,7 @@ def predict_stage(run_id: str, splits: list[str], db_path: Path, *, results: Pat
     for split in splits:
         n_images = len(run_images(db_path, trained.dataset_id, split, eye=eye))
         with connect(db_path, read_only=True) as con:
-            n_pred = con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND split = ?",
-                                 [run_id, split]).fetchone()[0]
+            n_pred = prediction_count(con, run_id, split)
         if n_images == 0:
             typer.echo(f"predict: the dataset has no {split!r} images; skipped")
             continue

@@ -48,12 +48,11 @@ def options_run_config(options: Mapping[str, Any]) -> dict:
 
 def _done(db: Path, run_id: str, seed: int) -> set[tuple[str, str, str, int]]:
     """Stored (image_id, method, mode, step) rows of ``run_id`` with ``seed``."""
+    from retcore.results.lookups import sanity_done
     from retcore.storage import connect
 
     with connect(db, read_only=True) as con:
-        rows = con.execute("SELECT image_id, method, mode, step FROM sanity_checks WHERE run_id = ? AND seed = ?",
-                           [run_id, seed]).fetchall()
-    return {(i, m, mo, int(s)) for i, m, mo, s in rows}
+        return sanity_done(con, run_id, seed)
 
 
 def verdict_lines(db: Path, run_id: str, seed: int, methods: list[str], test: str = "model") -> list[str]:
@@ -71,6 +70,7 @@ def _checked_run(db: Path | None, run: str, methods: list[str], split: str, *, b
     from jobs._runs import find_trained_run, run_images
     from retcore.errors import DataError, RetcoreError
     from retcore.explain import METHOD_REGISTRY
+    from retcore.results.lookups import has_predictions
     from retcore.storage import connect
     from retcore.storage.runs import open_db
 
@@ -88,9 +88,8 @@ def _checked_run(db: Path | None, run: str, methods: list[str], split: str, *, b
     if frame.empty:
         raise DataError(f"run {trained.run_id} has no {split!r} images; pick --split train|val|test")
     with connect(db_path, read_only=True) as con:
-        has_predictions = con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND split = ?",
-                                      [trained.run_id, split]).fetchone()[0]
-    if not has_predictions:
+        predicted = has_predictions(con, trained.run_id, split)
+    if not predicted:
         raise RetcoreError(f"run {trained.run_id} has no stored predictions on {split!r}; run "
                            f"`retcore predict --run {trained.run_id} --split {split}` first")
     return db_path, trained, frame
