@@ -95,6 +95,14 @@ def run_faithfulness(db_path: Path, run_id: str, split: str, images, targets_by_
             if not need:
                 continue
             maps = relevance(model, xb[need], method, tb[need], start_layer).float().detach()
+            finite = torch.isfinite(maps).flatten(1).all(dim=1).cpu()
+            if not finite.all():
+                tqdm.write(f"faithfulness: {method} gave non-finite relevance on "
+                           f"{', '.join(ids[k] for k, ok in zip(need, finite) if not ok)}; those images are skipped")
+                need = [k for k, ok in zip(need, finite) if ok]
+                maps = maps[finite.to(maps.device)]
+                if not need:
+                    continue
             shape = tuple(maps.shape[-2:])
             if shape not in random_cache:
                 rnd = random_maps(ids, shape, seed)
