@@ -127,11 +127,11 @@ def _grids(rng, label: np.ndarray, method: str) -> np.ndarray:
 
 def build_database(path: Path, n: int, seed: int = 0) -> None:
     """Write the synthetic results database (see the module docstring) to ``path``."""
-    import duckdb
     import pyarrow as pa
 
     from retcore.quality import quality_grade
     from retcore.storage.runs import open_db
+    from retcore.storage.writes import append_frames
 
     rng = np.random.default_rng(seed)
     open_db(path)
@@ -195,29 +195,23 @@ def build_database(path: Path, n: int, seed: int = 0) -> None:
                               "disc_x": np.where(eye == "right", 760.0, 264.0), "disc_y": 500.0, "disc_r": 60.0,
                               "fovea_x": 512.0, "fovea_y": 512.0, "eye_estimate": eye, "quality_grade": grades})
 
-    with duckdb.connect(str(path)) as con:
-        con.execute("INSERT INTO datasets (dataset_id, root, kind, classes, n_images) VALUES (?, ?, ?, ?, ?)",
-                    ["bench", str(root), "folders", CLASSES, n])
-        con.register("images_df", images)
-        con.execute("INSERT INTO images SELECT * FROM images_df")
-        con.register("runs_df", runs)
-        con.execute("INSERT INTO runs BY NAME SELECT * FROM runs_df")
+    def frames():
+        yield "datasets", pd.DataFrame({"dataset_id": ["bench"], "root": [str(root)], "kind": ["folders"],
+                                        "classes": [list(CLASSES)], "n_images": [n]})
+        yield "images", images
+        yield "runs", runs
         for table in preds:
-            con.register("p_df", table)
-            con.execute("INSERT INTO predictions BY NAME SELECT * FROM p_df")
-        for name, frame in (("metrics", pd.DataFrame(metrics)), ("confusion", pd.DataFrame(confusion)),
-                            ("epochs", epochs), ("image_quality", quality_long), ("landmarks", landmarks)):
-            con.register("f_df", frame)
-            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM f_df")
+            yield "predictions", table
+        yield from (("metrics", pd.DataFrame(metrics)), ("confusion", pd.DataFrame(confusion)),
+                    ("epochs", epochs), ("image_quality", quality_long), ("landmarks", landmarks))
         for method in METHODS:
-            z = _zone_rows(rng, "finetune-bench-a", ids, label, pred_a, eye, method, ("thirds", "anatomy"))
-            con.register("z_df", z)
-            con.execute("INSERT INTO zone_scores BY NAME SELECT * FROM z_df")
+            yield "zone_scores", _zone_rows(rng, "finetune-bench-a", ids, label, pred_a, eye, method,
+                                            ("thirds", "anatomy"))
             for start in range(0, n, 25_000):
                 sl = slice(start, min(start + 25_000, n))
                 m = len(ids[sl])
                 grid = _grids(rng, label[sl], method)
-                ex = pa.table({
+                yield "explanations", pa.table({
                     "run_id": pa.array(["finetune-bench-a"] * m), "image_id": pa.array(ids[sl]),
                     "method": pa.array([method] * m), "target": pa.array(pred_a[sl].astype(np.int32)),
                     "target_label": pa.array(np.array(CLASSES)[pred_a[sl]]), "target_kind": pa.array(["pred"] * m),
@@ -229,12 +223,9 @@ def build_database(path: Path, n: int, seed: int = 0) -> None:
                     "heatmap_w": pa.array(np.full(m, 224, np.int32)), "positive_sum": pa.array(np.ones(m)),
                     "entropy": pa.array(rng.uniform(0.7, 0.95, m)), "gini": pa.array(rng.uniform(0.2, 0.5, m)),
                     "peak_zone": pa.array(["center"] * m), "explain_run_id": pa.array(["explain-bench"] * m)})
-                con.register("e_df", ex)
-                con.execute("INSERT INTO explanations BY NAME SELECT * FROM e_df")
-        z = _zone_rows(rng, "finetune-bench-b", ids, label, pred_b, eye, "lrp", ("thirds",))
-        con.register("z_df", z)
-        con.execute("INSERT INTO zone_scores BY NAME SELECT * FROM z_df")
-        con.execute("CHECKPOINT")
+        yield "zone_scores", _zone_rows(rng, "finetune-bench-b", ids, label, pred_b, eye, "lrp", ("thirds",))
+
+    append_frames(path, frames())
 
 
 # ------------------------------------------------------------------------- timing

@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 from retcore.storage.db import connect, transaction
 
 __all__ = [
+    "append_frames",
     "image_id_for",
     "write_epoch",
     "write_ingest_errors",
@@ -268,3 +269,25 @@ def relocate_roots(db: DB, *, data: Sequence[tuple[str, str]] = (),
                 con.executemany("UPDATE runs SET config = ? WHERE run_id = ?", updates)
             changed["runs.config.data"] = len(updates)
     return changed
+
+
+def append_frames(db: DB, frames: Iterable[tuple[str, Any]]) -> None:
+    """Append rows to tables by column name, through one connection, then ``CHECKPOINT``.
+
+    For building a database from prepared rows (``bench/dashboard.py``'s synthetic results):
+    ``frames`` yields ``(table, rows)`` with rows a pandas DataFrame or an Arrow table whose
+    column names are the table's (missing columns get their defaults); it may be a generator,
+    so a large load holds one chunk at a time. Each append is its own statement (not one
+    transaction); nothing is replaced or checked. The tables must exist (``storage.migrate``).
+    """
+    with connect(db) as con:
+        known = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        for table, rows in frames:
+            if table not in known:
+                raise ValueError(f"no table {table!r} in {db}; append to one of {sorted(known)}")
+            con.register("_append_rows", rows)
+            try:
+                con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _append_rows')
+            finally:
+                con.unregister("_append_rows")
+        con.execute("CHECKPOINT")
