@@ -163,7 +163,8 @@ def main(
     methods: Annotated[str, typer.Option(help="Explanation methods ('' = skip explain).")] = DEFAULT_METHODS,
     predict_splits: Annotated[str, typer.Option(help="Splits to predict.")] = "val,test",
     explain_splits: Annotated[str, typer.Option(help="Splits to explain.")] = "test",
-    faithfulness_images: Annotated[int, typer.Option(help="Images for the perturbation curves (0 = skip).")] = 32,
+    faithfulness_images: Annotated[int, typer.Option(
+        help="Images for the per-image faithfulness curves (-1 = every explained image, 0 = skip).")] = -1,
     force: Annotated[list[str] | None, typer.Option(help="Redo a stage even if its result exists: "
                                                     "ingest | finetune | predict | explain (repeatable).")] = None,
     val: Annotated[float, typer.Option(help="Validation share when the data has no split.")] = 0.15,
