@@ -10,6 +10,7 @@ from __future__ import annotations
 from retcore.models.checkpoint.hub import HUB_PREFIX, hub_download
 from retcore.models.checkpoint.load import LoadReport, load_checkpoint_into, load_retfound
 from retcore.models.checkpoint.read import CHECKPOINT_KINDS, load_checkpoint_state, read_checkpoint
+from retcore.models.checkpoint.read import CheckpointSource, StateDict  # noqa: F401  (public before the split)
 from retcore.models.checkpoint.save import FORMAT_VERSION, save_checkpoint
 
 __all__ = [
