@@ -1,14 +1,6 @@
 """The explanation-method registry and the base class every method subclasses.
 
-A method is a small :class:`Method` subclass registered with
-``@register_method(name)``. Class attributes say what it needs (attention
-maps of which blocks, their gradients, the LRP activations, the tokens the
-head pools); :meth:`Method.needs` turns them into a :class:`Needs` for one
-model (a method whose definition depends on the head overrides it);
-:func:`~retcore.explain.methods.tracing.trace` runs the model and hands a
-:class:`Trace` to the single override point :meth:`Method.compute`, which
-returns one value per patch token (B, Np) — or per pixel (B, H, W) for
-methods with ``output = 'pixels'``.
+How a method declares its needs and is run: see :mod:`retcore.explain.methods`.
 """
 from __future__ import annotations
 
