@@ -1,7 +1,7 @@
 """The command that reruns a recorded run, built from the job's own CLI and the run's config.
 
 Every job that records runs (``ingest``, ``finetune``, ``predict``, ``explain``,
-``study``) builds its ``runs.config`` from its command-line options with a
+``sanity``, ``study``) builds its ``runs.config`` from its command-line options with a
 function of its own module (``options_run_config``). This module inverts that:
 it turns a stored config back into option values, then writes only those that
 differ from the defaults of the ``retcore`` command's parameters (read from the
@@ -105,6 +105,15 @@ def _explain_options(config: Mapping[str, Any]) -> Options:
     return options
 
 
+def _sanity_options(config: Mapping[str, Any]) -> Options:
+    if config.get("mode") == "data" or "shuffled_run" in config:
+        raise ValueError("a data randomisation run (mode 'data') is started by "
+                         "`retcore study shortcut --shuffled-labels`, not by `retcore sanity`")
+    options = {k: config.get(k) for k in ("run", "split", "images", "mode", "seed", "batch_size")}
+    options["methods"] = ",".join(config.get("methods") or [])
+    return options
+
+
 def _study_options(config: Mapping[str, Any]) -> Options:
     guided = config.get("finetune", {}).get("guided", {})
     demo = config.get("demo") or {}
@@ -134,6 +143,8 @@ JOB_COMMANDS: dict[str, JobCommand] = {
     "predict": JobCommand(("predict",), _predict_options, _job_config("jobs.predict"), always=("run", "split")),
     "explain": JobCommand(("explain",), _explain_options, _job_config("jobs.explain"),
                           always=("run", "methods", "split")),
+    "sanity": JobCommand(("sanity",), _sanity_options, _job_config("jobs.sanity"),
+                         always=("run", "methods", "split")),
     "study": JobCommand(("study", "shortcut"), _study_options, _job_config("jobs.study"), outputs=("summary",)),
 }
 

@@ -140,9 +140,11 @@ def _db_flag(command: str | None) -> list[str]:
 def resume_hint(job: str, run_id: str, config: str | dict | None = None, command: str | None = None) -> str:
     """How to continue an unfinished run of ``job``, as one clause (``"resume with `...`"``).
 
-    Fine-tuning resumes from its last checkpoint (``--resume``); explain and
-    predict skip what they already stored, and the pipeline and the study reuse
-    finished stages, so for them the recorded command is simply rerun.
+    Fine-tuning resumes from its last checkpoint (``--resume``); explain, predict
+    and sanity skip what they already stored, and the pipeline and the study reuse
+    finished stages, so for them the recorded command is simply rerun (without
+    one, a command built from the run's config; a data randomisation test, mode
+    'data', is rerun by the study that started it).
     """
     if job == "finetune":
         return "resume with `" + shlex.join(["retcore", "finetune", "--resume", run_id, *_db_flag(command)]) + "`"
@@ -159,12 +161,23 @@ def resume_hint(job: str, run_id: str, config: str | dict | None = None, command
         elif job == "predict":
             rerun = shlex.join(["retcore", "predict", "--run", str(cfg.get("run", "latest")),
                                 "--split", str(cfg.get("split", "test"))])
+        elif job == "sanity" and (cfg.get("mode") == "data" or "shuffled_run" in cfg):
+            return ("rerun the study that started it (`retcore study shortcut --shuffled-labels` with its "
+                    "seeds; finished runs are reused and the test continues where it stopped)")
+        elif job == "sanity":
+            words = ["retcore", "sanity", "--run", str(cfg.get("run", "latest")), "--methods",
+                     ",".join(cfg.get("methods") or []), "--split", str(cfg.get("split", "test"))]
+            for key in ("images", "mode", "seed"):
+                if cfg.get(key) is not None:
+                    words += [f"--{key}", str(cfg[key])]
+            rerun = shlex.join(words)
         elif job == "pipeline":
             rerun = "retcore pipeline --demo"
         else:
             return f"rerun the {job} job"
     why = {"explain": " (it continues where it stopped)", "predict": " (it continues where it stopped)",
-           "pipeline": " (finished stages are reused)", "study": " (finished runs are reused)"}.get(job, "")
+           "sanity": " (it continues where it stopped)", "pipeline": " (finished stages are reused)",
+           "study": " (finished runs are reused)"}.get(job, "")
     return f"rerun `{rerun}`{why}"
 
 

@@ -25,7 +25,7 @@ TINY_DEMO_RECIPE = dict(model="demo", img_size=64, epochs=1, warmup_epochs=0, ba
                         num_workers=0, device="cpu")
 # module that builds each job's runs.config from its command-line options
 CONFIG_OF = {"ingest": "jobs.ingest", "finetune": "jobs.finetune", "predict": "jobs.predict",
-             "explain": "jobs.explain", "study": "jobs.study"}
+             "explain": "jobs.explain", "sanity": "jobs.sanity", "study": "jobs.study"}
 
 
 def _invoke(args: list[str]) -> None:
@@ -63,6 +63,9 @@ def every_kind(tmp_path_factory, tiny_explained, tiny_demo):
     _invoke(["finetune", *data, *TINY, *out, "--freeze-backbone", "--auto-augment", "rand-m5-mstd0.5-inc1"])
     _invoke(["pipeline", *data, *TINY, *out, "--split-seed", "2", "--methods", "gae", "--faithfulness-images", "0",
              "--predict-splits", "test"])
+    # a sanity check of the fine-tuned run already there (no new training), with non-default values
+    _invoke(["sanity", "--run", tiny_explained["run_id"], "--methods", "gae", "--images", "2", "--mode",
+             "independent", "--seed", "1", "--batch-size", "2", "--num-workers", "0", "--device", "cpu", *out])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(jobs.pipeline, "DEMO_FINETUNE", TINY_DEMO_RECIPE)
         _invoke(["study", "shortcut", "--seeds", "0", "--guide", "anatomy", "--guide-weight", "0.5",
@@ -154,6 +157,24 @@ def test_settings_the_command_line_cannot_express_are_reported():
     old = rerun("study", {"study": "shortcut", "seeds": [0], "method": "gae", "data": "/x/demo/manifest.csv",
                           "shortcut": "glaucoma", "finetune": {"guided": {"guide": "anatomy"}}})
     assert any(line.startswith("not recorded with the run") and "demo.n_images" in line for line in old.differences)
+
+
+def test_sanity_runs_rerun_with_their_settings(every_kind):
+    from jobs.sanity import sanity_run_config
+
+    runs = _runs(every_kind["db"])
+    command = rerun("sanity", runs.loc[runs["job"] == "sanity", "config"].item()).command
+    for part in ("--methods gae", "--split test", "--images 2", "--mode independent", "--seed 1",
+                 "--batch-size 2"):
+        assert part in command, part
+    config = sanity_run_config("f1", ["lrp", "gae"], "val", images=32, mode="both", seed=0, batch_size=8)
+    assert rerun("sanity", config).command == "retcore sanity --run f1 --methods lrp,gae --split val"
+    # the data randomisation test is run by the study: its recorded command line, and why
+    data = {**sanity_run_config("f1", ["gae"], "test", images=32, mode="data", seed=0, batch_size=8),
+            "shuffled_run": "f2"}
+    again = rerun("sanity", data, "retcore study shortcut --seeds 0 --shuffled-labels")
+    assert again.source == "recorded" and again.command == "retcore study shortcut --seeds 0 --shuffled-labels"
+    assert "--shuffled-labels" in again.differences[0]
 
 
 def test_without_a_builder_the_recorded_command_or_help():

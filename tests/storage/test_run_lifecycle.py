@@ -205,6 +205,14 @@ def test_resume_hints_per_job():
     assert resume_hint("predict", "p", {"run": "ft-1", "split": "val"}) == \
         "rerun `retcore predict --run ft-1 --split val` (it continues where it stopped)"
     assert "rerun `retcore study shortcut --seeds 0,1`" in resume_hint("study", "s", {}, "retcore study shortcut --seeds 0,1")
+    assert resume_hint("sanity", "s", {"run": "ft-1", "methods": ["gae", "lrp"], "split": "val", "images": 8,
+                                       "mode": "both", "seed": 2, "batch_size": 8}) == \
+        ("rerun `retcore sanity --run ft-1 --methods gae,lrp --split val --images 8 --mode both --seed 2` "
+         "(it continues where it stopped)")
+    assert resume_hint("sanity", "s", {"run": "ft-1"}, "retcore sanity --run ft-1 --db x.duckdb") == \
+        "rerun `retcore sanity --run ft-1 --db x.duckdb` (it continues where it stopped)"
+    assert "study shortcut --shuffled-labels" in resume_hint("sanity", "s", {"run": "ft-1", "mode": "data",
+                                                                            "shuffled_run": "ft-2"})
     assert "pipeline --demo" in resume_hint("pipeline", "p")
     assert resume_hint("export", "e") == "rerun the export job"
     text = interrupted_error("finetune", "ft-1", since=datetime(2026, 1, 2, 3, 4, 5))
