@@ -10,6 +10,7 @@ DuckDB connection). One topic per module, imported by name
 - ``executor``: how SQL runs; table and column lists;
 - ``explained``: which class's map an image contributes (the explained-class rule);
 - ``runs``: runs, classes, splits, methods, training curves;
+- ``lookups``: what jobs look up before they work, and what a rerun skips;
 - ``predictions``: per-image predictions, confusion counts, stored metrics;
 - ``headline``: the classification report (headline, per class, AUROC, reliability, ROC);
 - ``strata``: eye / quality strata and accuracy across them;
