@@ -46,11 +46,12 @@ def options_run_config(options: Mapping[str, Any]) -> dict:
                               batch_size=options["batch_size"], faithfulness_images=options["faithfulness_images"])
 
 
-def _existing(db, sql: str, params: list) -> set:
+def _read(db, read, *args):
+    """``read(connection, *args)`` on a read-only connection to ``db`` (a ``retcore.results`` read)."""
     from retcore.storage import connect
 
     with connect(db, read_only=True) as con:
-        return set(con.execute(sql, params).fetchall())
+        return read(con, *args)
 
 
 def _atomic_npy(path: Path, array) -> str:
@@ -71,7 +72,7 @@ def _atomic_npy(path: Path, array) -> str:
 def _stored_targets(db, run_id: str, split: str, images, classes: list[str], target: str) -> dict[str, int]:
     """Explained class per image id: the stored prediction (``pred``) or the label (``label``)."""
     from retcore.errors import DataError
-    from retcore.storage import connect
+    from retcore.results.lookups import predicted_classes
 
     index = {c: i for i, c in enumerate(classes)}
     if target == "label":
@@ -79,18 +80,14 @@ def _stored_targets(db, run_id: str, split: str, images, classes: list[str], tar
         if bad:
             raise DataError(f"labels {bad} are not among the run's classes {classes}; explain with --target pred")
         return {i: index[l] for i, l in zip(images["image_id"], images["label"])}
-    with connect(db, read_only=True) as con:
-        rows = con.execute("SELECT image_id, pred FROM predictions WHERE run_id = ? AND split = ?",
-                           [run_id, split]).fetchall()
-    return {i: index[p] for i, p in rows if p in index}
+    return {i: index[p] for i, p in _read(db, predicted_classes, run_id, split).items() if p in index}
 
 
 def _landmarks(db, image_ids: list[str]) -> dict:
     from retcore.inputs import landmarks_from_row
-    from retcore.storage import connect
+    from retcore.results.cases import landmarks_for
 
-    with connect(db, read_only=True) as con:
-        rows = con.execute("SELECT * FROM landmarks WHERE image_id IN (SELECT unnest(?))", [image_ids]).df()
+    rows = _read(db, landmarks_for, image_ids)
     return {r["image_id"]: landmarks_from_row(r) for r in rows.to_dict("records")}
 
 
@@ -132,6 +129,8 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     from retcore.explain import METHOD_REGISTRY, explain_support, relevance, upsample
     from retcore.focus import focus_scores
     from retcore.inputs import ExplainInputs, collate_prepared
+    from jobs.summarize import summarize_split
+    from retcore.results.lookups import explained_pairs, has_predictions
     from retcore.storage.runs import open_db, record_run
     from retcore.storage.writes import (
         write_explanation_batch,
@@ -159,8 +158,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     results_root = Path(results).resolve() if results is not None else (run_root or results_dir(db, None).resolve())
     out_root = results_root / "heatmaps" / trained.run_id
     base = run_root or results_root
-    if target == "pred" and not _existing(db_path, "SELECT 1 FROM predictions WHERE run_id = ? AND split = ? LIMIT 1",
-                                          [trained.run_id, split]):
+    if target == "pred" and not _read(db_path, has_predictions, trained.run_id, split):
         from jobs.predict import run_predict
 
         tqdm.write(f"explain: run {trained.run_id} has no stored predictions on {split!r}; predicting first")
@@ -186,9 +184,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
         if len(unexplained):
             tqdm.write(f"explain: {len(unexplained)} {split} images have no stored prediction (unreadable when "
                        "predicted?); they are skipped")
-        done = set() if recompute else _existing(
-            db_path, "SELECT image_id, method FROM explanations WHERE run_id = ? AND target_kind = ?",
-            [trained.run_id, target])
+        done = set() if recompute else _read(db_path, explained_pairs, trained.run_id, target)
         todo = images[[i in targets_by_id and any((i, m) not in done for m in methods) for i in images["image_id"]]]
         dataset = ExplainInputs(todo[["image_id", "path", "mask_path", "eye"]].to_dict("records"), size,
                                 landmarks=_landmarks(db_path, todo["image_id"].tolist()))
@@ -246,6 +242,8 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
             write_ingest_errors(db_path, skipped, run_id=rec.run_id, dataset_id=trained.dataset_id)
             for path, reason in skipped:
                 tqdm.write(f"skipped {path}: {reason}")
+        # zone summaries of the split (the batches removed those of the explained methods)
+        summarize_split(db_path, trained.run_id, split, methods=methods, predictions=False, report=False)
 
         if faithfulness_images != 0:
             from jobs._faithfulness import run_faithfulness
