@@ -53,6 +53,23 @@ def test_linear_ab_equals_split_formula_and_conserves() -> None:
     torch.testing.assert_close(got.sum((1, 2)), r.sum((1, 2)), rtol=1e-7, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, D64])
+def test_linear_ab_is_finite_for_an_output_without_positive_contribution(dtype) -> None:
+    """The classifier head of a briefly trained demo model: class 0 had only negative products (Z = 0);
+    float32 rounding of y - b + |x||W| left its denominator at 0 and 0 / 0 made every lrp map NaN."""
+    torch.manual_seed(0)
+    layer = nn.Linear(192, 4).to(dtype)
+    with torch.no_grad():
+        layer.weight[0] = -layer.weight[0].abs() * 50  # every x_i w_0i <= 0 below
+        layer.bias.copy_(torch.tensor([0.0022, -0.0012, -0.0006, -0.0004], dtype=dtype))
+    x = torch.rand(6, 192, generator=_gen(5), dtype=torch.float64).to(dtype) * 1.5
+    y = layer(x).detach()
+    r = F.one_hot(torch.tensor([1, 2, 3, 1, 2, 3]), 4).to(dtype)  # relevance 0 on the Z = 0 output
+    got = linear_ab(layer, x, y, r)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.sum(1), r.sum(1), rtol=1e-5, atol=0)
+
+
 def test_linear_ab_with_workspace_and_scale() -> None:
     layer = _linear(8, 16)
     x = torch.randn(2, 3, 8, generator=_gen(3), dtype=D64)

@@ -53,6 +53,9 @@ def linear_ab(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor, relevance: tor
         z.copy_(y.reshape(m, n_out))
     block = weight_block(layer, dtype)
     torch.addmm(z, xa, block[:, n_in:].t(), out=z)  # y + |x||W|^T + 2 EPS - b = 2 (Z + EPS)
+    # Z >= 0, so 2 (Z + EPS) >= 2 EPS; rounding of y - b + |x||W| can leave 0 or less where Z = 0 (an
+    # output with no positive contribution), and 0 / 0 would give NaN relevance
+    z.clamp_(min=2 * EPS)
     r = relevance.reshape(m, n_out)
     if scale is not None:
         z.div_(scale.view(-1, 1).expand(scale.shape[0], m // scale.shape[0]).reshape(m, 1))
