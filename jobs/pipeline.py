@@ -164,7 +164,8 @@ def main(
     predict_splits: Annotated[str, typer.Option(help="Splits to predict.")] = "val,test",
     explain_splits: Annotated[str, typer.Option(help="Splits to explain.")] = "test",
     faithfulness_images: Annotated[int, typer.Option(
-        help="Images for the per-image faithfulness curves (-1 = every explained image, 0 = skip).")] = -1,
+        help="Images for the per-image faithfulness curves (-1 = every explained image, 0 = skip); "
+             "32 keeps `make demo` and a CPU ViT-L run affordable.")] = 32,
     force: Annotated[list[str] | None, typer.Option(help="Redo a stage even if its result exists: "
                                                     "ingest | finetune | predict | explain (repeatable).")] = None,
     val: Annotated[float, typer.Option(help="Validation share when the data has no split.")] = 0.15,
