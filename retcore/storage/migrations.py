@@ -291,7 +291,82 @@ _V6 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# v7: summaries jobs compute once when they write, so pages over a million images read a few rows
+# (``retcore.results.summaries`` defines each by its SELECT): per run and split the counts per
+# (label, prediction), the cutoffs of the image-id samples and the classification report (Arrow
+# streams); per run, split and method the zone-score distribution per zone and class and the first
+# rows of every Cases gallery. Writes that change their inputs delete them; ``retcore summarize``
+# fills them in for older databases.
+_V7 = [
+    """CREATE TABLE class_counts (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        label VARCHAR,
+        pred VARCHAR NOT NULL,
+        n INTEGER NOT NULL,
+        n_correct INTEGER NOT NULL
+    )""",
+    """CREATE TABLE sample_cutoffs (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        grouping VARCHAR NOT NULL,
+        class VARCHAR NOT NULL,
+        size INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        cutoff VARCHAR NOT NULL,
+        PRIMARY KEY (run_id, split, grouping, class, size)
+    )""",
+    """CREATE TABLE zone_summaries (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        zone_set VARCHAR NOT NULL,
+        zone VARCHAR NOT NULL,
+        grouping VARCHAR NOT NULL,
+        class VARCHAR NOT NULL,
+        n INTEGER NOT NULL,
+        mean DOUBLE,
+        sd DOUBLE,
+        q05 DOUBLE,
+        q25 DOUBLE,
+        median DOUBLE,
+        q75 DOUBLE,
+        q95 DOUBLE,
+        mass_mean DOUBLE,
+        PRIMARY KEY (run_id, split, method, zone_set, zone, grouping, class)
+    )""",
+    """CREATE TABLE gallery_rows (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        class VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        ord VARCHAR NOT NULL,
+        rank INTEGER NOT NULL,
+        image_id VARCHAR NOT NULL,
+        label VARCHAR,
+        pred VARCHAR,
+        confidence DOUBLE,
+        probs DOUBLE[],
+        correct BOOLEAN,
+        center DOUBLE,
+        drift DOUBLE,
+        PRIMARY KEY (run_id, split, method, class, kind, ord, rank)
+    )""",
+    """CREATE TABLE split_reports (
+        run_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        report VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        part VARCHAR NOT NULL,
+        frame BLOB NOT NULL,
+        source VARCHAR,
+        computed_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, split, report, params, part)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

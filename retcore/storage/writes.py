@@ -33,7 +33,9 @@ __all__ = [
     "write_faithfulness_images",
     "write_faithfulness_summary",
     "write_image_analysis",
+    "write_report",
     "write_sanity_checks",
+    "write_summaries",
 ]
 
 DB = str | os.PathLike[str] | None
@@ -71,7 +73,7 @@ def register_dataset(
     eye, width, height, mask_path, duplicate_of, conflicting_label`` and
     optionally ``gt_disc_x, gt_disc_y, gt_disc_r`` and ``extra`` (dict).
     """
-    frame = images.copy()
+    frame = images.sort_values("image_id", kind="stable").reset_index(drop=True)  # image-id order, as readers sample
     for col in ("gt_disc_x", "gt_disc_y", "gt_disc_r", "mask_path", "duplicate_of", "patient_id", "eye",
                 "split", "sha256", "width", "height"):
         if col not in frame:
@@ -116,14 +118,19 @@ def write_epoch(db: DB, run_id: str, row: dict[str, Any]) -> None:
 
 
 def write_predictions(db: DB, run_id: str, split: str, frame: pd.DataFrame, *, predict_run_id: str) -> None:
-    """Replace this run's predictions on ``split`` with ``frame``.
+    """Replace this run's predictions on ``split`` with ``frame``, in image-id order.
 
     ``frame`` columns: ``image_id, label, probs (list[float]), pred, confidence, correct``.
+    The split's summaries (schema v7) are deleted in the same transaction; ``retcore predict``
+    stores new ones (:func:`write_summaries`). Rows land sorted by image id, so the readers' samples
+    (the first images by id, ``retcore.results.sample``) are a prefix DuckDB reads alone.
     """
     frame = frame.assign(run_id=run_id, split=split, predict_run_id=predict_run_id)
     cols = ["run_id", "image_id", "split", "label", "probs", "pred", "confidence", "correct", "predict_run_id"]
+    frame = frame.sort_values("image_id", kind="stable")
     with connect(db) as con, transaction(con):
         con.execute("DELETE FROM predictions WHERE run_id = ? AND split = ?", [run_id, split])
+        _drop_summaries(con, run_id, split=split)
         con.register("new_predictions", frame[cols])
         con.execute(f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) SELECT {', '.join(cols)} "
                     "FROM new_predictions")
@@ -174,9 +181,77 @@ def write_explanation_batch(
     """
     key = ["run_id", "image_id", "method", "target"]
     with connect(db) as con, transaction(con):
+        for frame in (explanations, zones):
+            if not frame.empty:
+                for (run_id, method), part in frame.groupby(["run_id", "method"], sort=False):
+                    _drop_summaries(con, run_id, method=method, image_ids=part["image_id"].unique().tolist())
         _replace_rows(con, "explanations", explanations, key)
         _replace_rows(con, "zone_scores", zones, [*key, "zone_set", "zone"])
         _replace_rows(con, "localisation", localisation, [*key, "mask"])
+
+
+#: Summary tables (schema v7, ``retcore.results.summaries``) and whether rows carry a method.
+SUMMARY_TABLES = {"class_counts": False, "sample_cutoffs": False, "zone_summaries": True, "gallery_rows": True,
+                  "split_reports": False}
+
+
+def _drop_summaries(con, run_id: str, *, split: str | None = None, method: str | None = None,
+                    image_ids: Sequence[str] = ()) -> None:
+    """Delete the summaries whose inputs a write changes: every summary of ``run_id``'s ``split``, or
+    the zone summaries of ``run_id``'s ``method`` on the splits of ``image_ids`` (by their
+    predictions). A no-op before schema v7."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for table, has_method in SUMMARY_TABLES.items():
+        if table not in have:
+            continue
+        if split is not None:
+            con.execute(f"DELETE FROM {table} WHERE run_id = ? AND split = ?", [run_id, split])
+        elif method is not None and has_method:
+            con.execute(f"DELETE FROM {table} WHERE run_id = ? AND method = ? AND split IN (SELECT DISTINCT split "
+                        "FROM predictions WHERE run_id = ? AND image_id IN (SELECT unnest(?::VARCHAR[])))",
+                        [run_id, method, run_id, list(image_ids)])
+
+
+def write_summaries(db: DB, run_id: str, split: str, summaries: Iterable[Any]) -> int:
+    """Store summaries of ``run_id``'s ``split`` in one transaction; returns the rows written.
+
+    Each summary has ``table`` (a key of ``SUMMARY_TABLES`` but ``split_reports``), ``method``
+    (zone summaries; else None) and the SELECT (``sql``, ``params``) whose rows it holds
+    (``retcore.results.summaries.plan``): the table's rows of the run's split (and method) are
+    replaced by the SELECT's, so stored summaries always equal the on-the-fly ones.
+    """
+    written = 0
+    with connect(db) as con, transaction(con):
+        for item in summaries:
+            if item.table not in SUMMARY_TABLES or item.table == "split_reports":
+                raise ValueError(f"{item.table!r} is not a summary table written from a SELECT")
+            where, params = "run_id = ? AND split = ?", [run_id, split]
+            if SUMMARY_TABLES[item.table]:
+                where, params = where + " AND method = ?", [*params, item.method]
+            con.execute(f"DELETE FROM {item.table} WHERE {where}", params)
+            before = con.execute(f"SELECT count(*) FROM {item.table}").fetchone()[0]
+            con.execute(f"INSERT INTO {item.table} BY NAME {item.sql}", list(item.params))
+            written += con.execute(f"SELECT count(*) FROM {item.table}").fetchone()[0] - before
+    return written
+
+
+def write_report(db: DB, run_id: str, split: str, report: str, params: str, parts: dict[str, bytes], *,
+                 source: str, current_source: Any) -> bool:
+    """Store a report of ``run_id``'s ``split`` (``split_reports``: one row per part, its table as
+    bytes) computed with ``params`` from inputs ``source``, replacing the same report and params.
+
+    ``current_source(con)`` gives the source as the database holds it now: when it differs (the
+    predictions were rewritten while the report was computed) nothing is stored and False returned.
+    """
+    with connect(db) as con, transaction(con):
+        if current_source(con) != source:
+            return False
+        con.execute("DELETE FROM split_reports WHERE run_id = ? AND split = ? AND report = ? AND params = ?",
+                    [run_id, split, report, params])
+        con.executemany("INSERT INTO split_reports (run_id, split, report, params, part, frame, source) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(run_id, split, report, params, part, data, source) for part, data in parts.items()])
+    return True
 
 
 def write_image_analysis(db: DB, landmarks: pd.DataFrame, quality: pd.DataFrame) -> None:
