@@ -129,6 +129,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     from retcore.explain import METHOD_REGISTRY, explain_support, relevance, upsample
     from retcore.focus import focus_scores
     from retcore.inputs import ExplainInputs, collate_prepared
+    from jobs.summarize import summarize_split
     from retcore.results.lookups import explained_pairs, has_predictions
     from retcore.storage.runs import open_db, record_run
     from retcore.storage.writes import (
@@ -241,6 +242,8 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
             write_ingest_errors(db_path, skipped, run_id=rec.run_id, dataset_id=trained.dataset_id)
             for path, reason in skipped:
                 tqdm.write(f"skipped {path}: {reason}")
+        # zone summaries of the split (the batches removed those of the explained methods)
+        summarize_split(db_path, trained.run_id, split, methods=methods, predictions=False, report=False)
 
         if faithfulness_images != 0:
             from jobs._faithfulness import run_faithfulness

@@ -41,6 +41,7 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
     from tqdm.auto import tqdm
 
     from jobs._runs import find_trained_run, load_trained_model, run_images
+    from jobs.summarize import summarize_split
     from retcore.data import FundusDataset, ImageRecord, build_eval_transform
     from retcore.errors import DataError
     from retcore.metrics import classification_report
@@ -96,6 +97,8 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
             tqdm.write(f"{trained.run_id} {split}: accuracy {report.overall['accuracy']:.3f}, "
                        f"macro F1 {report.overall['macro_f1']:.3f}, kappa {report.overall['kappa']:.3f} "
                        f"({int(known.sum())} images)")
+        rec.progress(0.99, f"{split}: summaries")
+        summarize_split(db_path, trained.run_id, split)  # counts, samples, report; zone summaries of the new targets
     return trained.run_id
 
 

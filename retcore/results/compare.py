@@ -23,46 +23,64 @@ __all__ = ["THIRDS_ALIASES", "compare_cases", "compare_predictions", "compare_ru
 THIRDS_ALIASES = ("nasal", "temporal")
 
 
-def compare_predictions(q: Source, run_a: str, run_b: str, split: str) -> pd.DataFrame:
+def _bound(sample: str | None, *columns: str) -> tuple[str, tuple]:
+    """SQL keeping image ids up to the sample cutoff ``sample`` on each of ``columns`` (none: no condition)."""
+    if sample is None:
+        return "", ()
+    return "".join(f" AND {c} <= ?" for c in columns), (sample,) * len(columns)
+
+
+def compare_predictions(q: Source, run_a: str, run_b: str, split: str, sample: str | None = None) -> pd.DataFrame:
     """Predictions of two runs on the labelled images they share: image_id, label, pred_a, pred_b,
-    confidence_a, confidence_b, correct_a, correct_b (image-id order)."""
+    confidence_a, confidence_b, correct_a, correct_b (image-id order). ``sample``: only image ids
+    up to this cutoff (``retcore.results.sample``)."""
+    bound, bparams = _bound(sample, "a.image_id", "b.image_id")
     return frame(
         q, "SELECT a.image_id, a.label, a.pred AS pred_a, b.pred AS pred_b, a.confidence AS confidence_a, "
            "b.confidence AS confidence_b, a.correct AS correct_a, b.correct AS correct_b "
            "FROM predictions a JOIN predictions b ON b.image_id = a.image_id AND b.run_id = ? AND b.split = a.split "
-           "WHERE a.run_id = ? AND a.split = ? AND a.label IS NOT NULL ORDER BY a.image_id", (run_b, run_a, split))
+           f"WHERE a.run_id = ? AND a.split = ? AND a.label IS NOT NULL{bound} ORDER BY a.image_id",
+        (run_b, run_a, split, *bparams))
 
 
-def compare_cases(q: Source, run_a: str, run_b: str, split: str, limit: int = 200) -> pd.DataFrame:
-    """Images whose correctness differs between two runs (fixed by B first, then broken by B)."""
+def compare_cases(q: Source, run_a: str, run_b: str, split: str, limit: int = 200,
+                  sample: str | None = None) -> pd.DataFrame:
+    """Images whose correctness differs between two runs (fixed by B first, then broken by B);
+    ``sample`` as in :func:`compare_predictions`."""
+    bound, bparams = _bound(sample, "a.image_id", "b.image_id")
     return frame(
         q, "SELECT a.image_id, a.label, a.pred AS pred_a, b.pred AS pred_b, a.confidence AS confidence_a, "
            "b.confidence AS confidence_b, CASE WHEN b.correct THEN 'fixed by B' ELSE 'broken by B' END AS change "
            "FROM predictions a JOIN predictions b ON b.image_id = a.image_id AND b.run_id = ? AND b.split = a.split "
-           "WHERE a.run_id = ? AND a.split = ? AND a.correct <> b.correct "
+           f"WHERE a.run_id = ? AND a.split = ? AND a.correct <> b.correct{bound} "
            "ORDER BY change DESC, abs(a.confidence - b.confidence) DESC, a.image_id LIMIT ?",
-        (run_b, run_a, split, int(limit)))
+        (run_b, run_a, split, *bparams, int(limit)))
 
 
-def single_target(q: Source, run: str) -> bool:
-    """True when every image of ``run`` was explained for one class per method (then its zone scores
-    are those of the explained class without a join with the predictions)."""
+def single_target(q: Source, run: str, sample: str | None = None) -> bool:
+    """True when every image of ``run`` (with an id up to ``sample``, when given) was explained for one
+    class per method (then its zone scores are those of the explained class without a join with the
+    predictions)."""
     if "explanations" not in tables(q):
         return True
+    bound, bparams = _bound(sample, "image_id")
     extra = frame(q, "SELECT count(*) - count(DISTINCT (image_id, method)) AS extra FROM explanations "
-                     "WHERE run_id = ?", (run,))["extra"]
+                     f"WHERE run_id = ?{bound}", (run, *bparams))["extra"]
     return bool(len(extra) == 0 or pd.isna(extra.iloc[0]) or int(extra.iloc[0]) == 0)
 
 
 def _zone_pairs(q: Source, select: str, run_a: str, method_a: str, run_b: str, method_b: str, split: str,
                 zone_set: str, classes_a: Sequence[str], classes_b: Sequence[str],
-                zones: Sequence[str] | None) -> tuple[str, tuple]:
-    """SQL joining the zone scores of (run_a, method_a) and (run_b, method_b) per image and zone."""
+                zones: Sequence[str] | None, sample: str | None = None) -> tuple[str, tuple]:
+    """SQL joining the zone scores of (run_a, method_a) and (run_b, method_b) per image and zone
+    (image ids up to ``sample`` only, when given)."""
     zone_filter, zone_params = "", ()
     if zones is not None:
         zone_filter = " AND a.zone IN (SELECT unnest(?::VARCHAR[]))"
         zone_params = (list(zones),)
-    if single_target(q, run_a) and single_target(q, run_b):  # one score per image and zone on each side
+    bound, bparams = _bound(sample, "a.image_id", "b.image_id", "p.image_id")
+    zone_filter, zone_params = zone_filter + bound, (*zone_params, *bparams)
+    if single_target(q, run_a, sample) and single_target(q, run_b, sample):  # one score per image and zone a side
         sql = (f"SELECT {select} FROM zone_scores a JOIN zone_scores b ON b.image_id = a.image_id AND b.zone = a.zone "
                "JOIN predictions p ON p.image_id = a.image_id AND p.run_id = a.run_id "
                "WHERE a.run_id = ? AND a.method = ? AND a.zone_set = ? AND b.run_id = ? AND b.method = ? "
@@ -82,9 +100,10 @@ def _zone_pairs(q: Source, select: str, run_a: str, method_a: str, run_b: str, m
 
 def compare_zone_scores(q: Source, run_a: str, method_a: str, run_b: str, method_b: str, split: str, zone_set: str,
                         classes_a: Sequence[str], classes_b: Sequence[str],
-                        zones: Sequence[str] | None = None) -> pd.DataFrame:
+                        zones: Sequence[str] | None = None, sample: str | None = None) -> pd.DataFrame:
     """Per shared image and zone: zone (categorical), score_a, score_b (explained-class zone scores of
-    each side); ``zones`` restricts the zones (default: every zone of ``zone_set`` of A)."""
+    each side); ``zones`` restricts the zones (default: every zone of ``zone_set`` of A); ``sample``
+    as in :func:`compare_predictions`."""
     if zones is None:
         listed = zone_list(q, run_a, method_a)
         zones = listed.loc[listed["zone_set"] == zone_set, "zone"].tolist()
@@ -93,18 +112,20 @@ def compare_zone_scores(q: Source, run_a: str, method_a: str, run_b: str, method
     # the zone travels as its position in ``zones`` (small ints, not 100,000s of strings)
     sql, params = _zone_pairs(q, "(list_position(?::VARCHAR[], a.zone) - 1)::TINYINT AS zone_i, a.score AS score_a, "
                                  "b.score AS score_b", run_a, method_a, run_b, method_b, split, zone_set, classes_a,
-                              classes_b, zones)
+                              classes_b, zones, sample)
     out = frame(q, sql + " ORDER BY zone_i, a.image_id", (list(zones), *params))
     zone = pd.Categorical.from_codes(out["zone_i"].to_numpy(), categories=list(zones))
     return pd.DataFrame({"zone": zone, "score_a": out["score_a"], "score_b": out["score_b"]})
 
 
 def compare_zone_moved(q: Source, run_a: str, method_a: str, run_b: str, method_b: str, split: str, zone_set: str,
-                       zone: str, classes_a: Sequence[str], classes_b: Sequence[str], limit: int = 200) -> pd.DataFrame:
-    """The images whose ``zone`` score changed most between A and B: image_id, label, score_a, score_b, delta."""
+                       zone: str, classes_a: Sequence[str], classes_b: Sequence[str], limit: int = 200,
+                       sample: str | None = None) -> pd.DataFrame:
+    """The images whose ``zone`` score changed most between A and B: image_id, label, score_a, score_b, delta;
+    ``sample`` as in :func:`compare_predictions`."""
     sql, params = _zone_pairs(q, "a.image_id, p.label, a.score AS score_a, b.score AS score_b, "
                                  "b.score - a.score AS delta", run_a, method_a, run_b, method_b, split, zone_set,
-                              classes_a, classes_b, [zone])
+                              classes_a, classes_b, [zone], sample)
     return frame(q, sql + " ORDER BY abs(delta) DESC, a.image_id LIMIT ?", (*params, int(limit)))
 
 
@@ -114,17 +135,30 @@ def _boot(n: int, boot_cells: int | None) -> int:
     return boot_size(n, cells=boot_cells) if boot_cells else 1000
 
 
+def _sample(q: Source, run: str, split: str, max_images: int | None) -> tuple[str | None, int]:
+    """(cutoff of the split's sample or None, images in ``run``'s ``split``) for ``max_images``."""
+    from retcore.results.sample import split_sample
+
+    if not max_images:
+        return None, 0
+    sample = split_sample(q, run, split, max_images)
+    return (sample.cutoff if sample.sampled else None), sample.n
+
+
 def compare_runs(q: Source, run_a: str, run_b: str, split: str, classes: Sequence[str],
-                 boot_cells: int | None = None) -> dict[str, Any]:
+                 boot_cells: int | None = None, max_images: int | None = None) -> dict[str, Any]:
     """Paired comparison of two runs' predictions on their shared images.
 
     Returns dict: n; deltas (item, a, b, difference (B - A), low, high, p_value, test, p_holm)
-    for accuracy, mean confidence and recall per class; changed (:func:`compare_cases`).
+    for accuracy, mean confidence and recall per class; changed (:func:`compare_cases`);
+    sampled_from (images of A's split when ``max_images`` made it use the images among the split's
+    first ``max_images`` by id, ``retcore.results.sample``; else None).
     """
     from retcore.stats import holm, mcnemar, paired_difference
 
-    df = compare_predictions(q, run_a, run_b, split)
-    out: dict[str, Any] = {"n": len(df)}
+    cutoff, split_n = _sample(q, run_a, split, max_images)
+    df = compare_predictions(q, run_a, run_b, split, cutoff)
+    out: dict[str, Any] = {"n": len(df), "sampled_from": split_n if cutoff is not None else None}
     if df.empty:
         return out
     nb = _boot(len(df), boot_cells)
@@ -152,24 +186,29 @@ def compare_runs(q: Source, run_a: str, run_b: str, split: str, classes: Sequenc
     deltas = pd.DataFrame(rows)
     deltas["p_holm"] = holm(deltas["p_value"].to_numpy(np.float64))
     out["deltas"] = deltas
-    out["changed"] = compare_cases(q, run_a, run_b, split)
+    out["changed"] = compare_cases(q, run_a, run_b, split, sample=cutoff)
     return out
 
 
 def compare_zones(q: Source, run_a: str, method_a: str, run_b: str, method_b: str, split: str, zone_set: str,
-                  classes_a: Sequence[str], classes_b: Sequence[str], boot_cells: int | None = None) -> dict[str, Any]:
+                  classes_a: Sequence[str], classes_b: Sequence[str], boot_cells: int | None = None,
+                  max_images: int | None = None) -> dict[str, Any]:
     """Paired zone-score shifts (B - A) per zone, and the images whose center score moved most.
 
     The ``thirds`` aliases nasal / temporal (copies of left / right) are left out. Returns dict:
     n (images); shifts (item=zone, a, b, difference (B - A), low, high, p_value, effect, n, p_holm);
-    moved_zone and moved (:func:`compare_zone_moved` of the 'center' zone, else the first zone).
+    moved_zone and moved (:func:`compare_zone_moved` of the 'center' zone, else the first zone);
+    sampled_from as in :func:`compare_runs`.
     """
     from retcore.stats import holm, paired_difference
 
     listed = zone_list(q, run_a, method_a)
     zones = [z for z in listed.loc[listed["zone_set"] == zone_set, "zone"] if z not in THIRDS_ALIASES]
-    df = compare_zone_scores(q, run_a, method_a, run_b, method_b, split, zone_set, classes_a, classes_b, zones=zones)
-    out: dict[str, Any] = {"n": int(df.groupby("zone", observed=True).size().max()) if not df.empty else 0}
+    cutoff, split_n = _sample(q, run_a, split, max_images)
+    df = compare_zone_scores(q, run_a, method_a, run_b, method_b, split, zone_set, classes_a, classes_b, zones=zones,
+                             sample=cutoff)
+    out: dict[str, Any] = {"n": int(df.groupby("zone", observed=True).size().max()) if not df.empty else 0,
+                           "sampled_from": split_n if cutoff is not None else None}
     if df.empty:
         return out
     rows = []
@@ -184,5 +223,6 @@ def compare_zones(q: Source, run_a: str, method_a: str, run_b: str, method_b: st
     out["shifts"] = shifts
     key = "center" if (df["zone"] == "center").any() else str(df["zone"].iloc[0])
     out["moved_zone"] = key
-    out["moved"] = compare_zone_moved(q, run_a, method_a, run_b, method_b, split, zone_set, key, classes_a, classes_b)
+    out["moved"] = compare_zone_moved(q, run_a, method_a, run_b, method_b, split, zone_set, key, classes_a, classes_b,
+                                      sample=cutoff)
     return out

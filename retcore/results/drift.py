@@ -18,7 +18,7 @@ import pandas as pd
 from retcore.results.executor import Source, grids
 from retcore.results.explained import explained_kind
 from retcore.results.predictions import class_counts
-from retcore.results.zones import zone_summary, zone_tests, zone_values
+from retcore.results.zones import class_sample_sql, zone_summary, zone_tests, zone_values
 
 __all__ = ["ClassMaps", "ZoneDrift", "class_grids", "class_maps", "zone_drift"]
 
@@ -28,22 +28,23 @@ def class_grids(q: Source, run: str, split: str, method: str, classes: Sequence[
     """Token-grid maps of the explained class with each image's class (``by``: 'label' or 'pred').
 
     Returns (frame of image_id, class; grids (n, gh * gw) float32; (gh, gw)), images in id
-    order. ``per_class`` caps the images per class (deterministic sample by image-id hash).
-    Grids of another size than the most common one are left out.
+    order. ``per_class`` caps the images per class (each class's first images by id,
+    ``retcore.results.sample``). Grids of another size than the most common one are left out.
     """
     group = "p.pred" if by == "pred" else "p.label"
     kind = explained_kind(q, run, method)
-    cap, params = "", ()
+    cap, params, bound, bound_params = "", (), "", ()
     if per_class:
-        cap = " QUALIFY row_number() OVER (PARTITION BY class ORDER BY hash(p.image_id)) <= ?"
-        params = (int(per_class),)
+        cap, params = class_sample_sql(q, run, split, by, per_class, group, ids=("p.image_id",))
+        cap = f" AND {cap}"
+        bound, bound_params = " AND e.image_id <= ?", (params[-1],) if params else ("",)
     # choose the images first (small columns only), then read their grids
     meta, values = grids(
         q, f"WITH keep AS (SELECT p.image_id, {group} AS class, list_position(?::VARCHAR[], p.{kind}) - 1 AS target "
            f"FROM predictions p WHERE p.run_id = ? AND p.split = ? AND {group} IS NOT NULL{cap}) "
            "SELECT k.image_id, k.class, e.grid_h, e.grid_w, e.grid FROM keep k JOIN explanations e "
-           "ON e.image_id = k.image_id AND e.target = k.target WHERE e.run_id = ? AND e.method = ? "
-           "ORDER BY k.image_id", (list(classes), run, split, *params, run, method))
+           "ON e.image_id = k.image_id AND e.target = k.target WHERE e.run_id = ? AND e.method = ?"
+           f"{bound} ORDER BY k.image_id", (list(classes), run, split, *params, run, method, *bound_params))
     if meta.empty:
         return meta, values, (0, 0)
     shapes = meta.groupby(["grid_h", "grid_w"], sort=False).size()

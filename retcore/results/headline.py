@@ -24,11 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from retcore.results import summaries
 from retcore.results.executor import Source
 from retcore.results.predictions import confusion, split_predictions, stored_metrics
 
-__all__ = ["BOOT_CELLS", "ECE_BINS", "HEADLINE", "RELIABILITY_BINS", "STORED_TOLERANCE", "Classification",
-           "boot_size", "classification"]
+__all__ = ["BOOT_CELLS", "ECE_BINS", "HEADLINE", "RELIABILITY_BINS", "REPORT", "REPORT_PARTS", "STORED_SETTINGS",
+           "STORED_TOLERANCE", "Classification", "boot_size", "classification", "compute", "report_params",
+           "report_parts"]
 
 #: Equal-width confidence bins of the ECE.
 ECE_BINS = 15
@@ -38,6 +40,12 @@ RELIABILITY_BINS = 10
 STORED_TOLERANCE = 1e-6
 #: Budget of rows x resamples for one O(B N) bootstrap (keeps a dashboard page under ~2 s on 2 cores).
 BOOT_CELLS = 5_000_000
+
+#: Name of the classification report in ``split_reports``, and the tables stored.
+REPORT = "classification"
+REPORT_PARTS = ("headline", "per_class", "auroc", "reliability")
+#: Settings of the report jobs store (the dashboard's: fewer image resamples on large splits).
+STORED_SETTINGS = {"n_boot": 1000, "seed": 0, "level": 0.95, "boot_cells": BOOT_CELLS}
 
 #: Headline metrics in display order: (key, name).
 HEADLINE = (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro F1"),
@@ -116,14 +124,50 @@ def classification(q: Source, run: str, split: str, classes: Sequence[str], *, n
     ``classes``: the run's class order (``retcore.results.runs.run_classes``). ``boot_cells``:
     cap resamples x images of the AUROC and ECE bootstraps (the dashboard passes
     ``BOOT_CELLS``); None = ``n_boot`` always (``retcore export``). ``roc``: also compute ROC curves.
-    """
-    from retcore import stats
 
+    A report stored by ``retcore predict`` / ``retcore summarize`` (``split_reports``) with the same
+    settings (classes, resamples, seed, level) is read instead of computed: the same numbers, as
+    the same function computed them. Otherwise (or with ``roc``) it is computed on read.
+    """
     classes = list(classes)
     stored_rows = stored_metrics(q, run, split)
     overall_stored = stored_rows[(stored_rows["class_name"] == "") & (stored_rows["metric"] == "accuracy")]
     stored = float(overall_stored["value"].iloc[0]) if not overall_stored.empty and \
         pd.notna(overall_stored["value"].iloc[0]) else None
+    if not roc:
+        cells = summaries.class_counts(q, run, split)
+        n = int(cells.loc[cells["label"].notna(), "n"].sum())
+        if n == 0:
+            return _empty(run, split, classes, stored)
+        n_images = boot_size(n, n_boot, cells=boot_cells) if boot_cells else n_boot
+        parts = summaries.stored_report(q, run, split, REPORT, report_params(classes, n_boot, n_images, seed, level))
+        if parts is not None and set(parts) == set(REPORT_PARTS):
+            return Classification(run, split, classes, n, parts["headline"], parts["per_class"], parts["auroc"],
+                                  confusion(q, run, split, classes), parts["reliability"], None, n_boot, n_images,
+                                  stored)
+    return compute(q, run, split, classes, n_boot=n_boot, seed=seed, level=level, boot_cells=boot_cells, roc=roc,
+                   stored=stored)
+
+
+def report_params(classes: Sequence[str], n_boot: int, n_boot_images: int, seed: int, level: float) -> dict:
+    """The settings a stored report was computed with (``split_reports.params``)."""
+    return {"classes": list(classes), "n_boot": int(n_boot), "n_boot_images": int(n_boot_images), "seed": int(seed),
+            "level": float(level)}
+
+
+def report_parts(report: Classification) -> dict[str, pd.DataFrame]:
+    """The tables of ``report`` that ``split_reports`` stores (``REPORT_PARTS``)."""
+    return {part: getattr(report, part) for part in REPORT_PARTS}
+
+
+def compute(q: Source, run: str, split: str, classes: Sequence[str], *, n_boot: int = 1000, seed: int = 0,
+            level: float = 0.95, boot_cells: int | None = None, roc: bool = False,
+            stored: float | None = None) -> Classification:
+    """:func:`classification` computed from the predictions (never a stored report); ``stored``: the
+    stored accuracy to compare with."""
+    from retcore import stats
+
+    classes = list(classes)
     meta, probs = split_predictions(q, run, split)
     keep = meta["label"].notna().to_numpy()
     labelled, probs = meta[keep].reset_index(drop=True), probs[keep]

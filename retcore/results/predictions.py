@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from retcore.errors import RetcoreError
+from retcore.results import summaries
 from retcore.results.executor import Source, frame, grids
 
 __all__ = ["checked_classes", "class_counts", "confusion", "split_predictions", "stored_metrics"]
@@ -38,10 +39,11 @@ def checked_classes(classes: Sequence[str], meta: pd.DataFrame, width: int, run:
 
 
 def confusion(q: Source, run: str, split: str, classes: Sequence[str]) -> pd.DataFrame:
-    """Confusion counts from the predictions: columns true_label, pred_label, count, every
-    (true, predicted) pair of ``classes`` in their order (zeros included), labelled images only."""
-    counts = frame(q, "SELECT label AS true_label, pred AS pred_label, count(*)::INTEGER AS count FROM predictions "
-                      "WHERE run_id = ? AND split = ? AND label IS NOT NULL GROUP BY ALL", (run, split))
+    """Confusion counts from the predictions (the ``class_counts`` summary): columns true_label,
+    pred_label, count, every (true, predicted) pair of ``classes`` in their order (zeros included),
+    labelled images only."""
+    cells = summaries.class_counts(q, run, split)
+    counts = cells[cells["label"].notna()].rename(columns={"label": "true_label", "pred": "pred_label", "n": "count"})
     grid = pd.MultiIndex.from_product([list(classes), list(classes)], names=["true_label", "pred_label"])
     out = counts.set_index(["true_label", "pred_label"])["count"].reindex(grid, fill_value=0)
     return out.astype(np.int64).reset_index()
@@ -55,6 +57,8 @@ def stored_metrics(q: Source, run: str, split: str) -> pd.DataFrame:
 def class_counts(q: Source, run: str, split: str, by: str = "label") -> pd.Series:
     """Images per class (true ``label`` or ``pred``) of a run's split, indexed by class."""
     group = "pred" if by == "pred" else "label"
-    out = frame(q, f"SELECT {group} AS class, count(*)::INTEGER AS n FROM predictions WHERE run_id = ? "
-                   f"AND split = ? AND {group} IS NOT NULL GROUP BY 1 ORDER BY 1", (run, split))
-    return out.set_index("class")["n"] if not out.empty else pd.Series(dtype="int64")
+    cells = summaries.class_counts(q, run, split)
+    out = cells[cells[group].notna()].groupby(group, sort=True)["n"].sum()
+    if out.empty:
+        return pd.Series(dtype="int64")
+    return out.astype(np.int64).rename_axis("class")

@@ -114,11 +114,20 @@ def run_splits(q: Source, run: str) -> list[str]:
 
 
 def run_methods(q: Source, run: str) -> list[str]:
-    """Explanation methods with maps or zone scores for ``run``, sorted (empty before ``retcore explain``)."""
-    if not {"explanations", "zone_scores"} <= tables(q):
+    """Explanation methods with maps or zone scores for ``run``, sorted (empty before ``retcore explain``).
+
+    With zone summaries (schema v7), the methods with maps or zone summaries: jobs write maps and
+    zone scores together, and reading the methods of millions of zone-score rows is slow.
+    """
+    have = tables(q)
+    if not {"explanations", "zone_scores"} <= have:
         return []
+    zones = "zone_scores"
+    if "zone_summaries" in have and not frame(q, "SELECT 1 FROM zone_summaries WHERE run_id = ? LIMIT 1",
+                                              (run,)).empty:
+        zones = "zone_summaries"
     return sorted(frame(q, "SELECT DISTINCT method FROM explanations WHERE run_id = ? UNION "
-                           "SELECT DISTINCT method FROM zone_scores WHERE run_id = ?", (run, run))["method"].tolist())
+                           f"SELECT DISTINCT method FROM {zones} WHERE run_id = ?", (run, run))["method"].tolist())
 
 
 def split_methods(q: Source, run: str, split: str) -> list[str]:
