@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.data import DatabaseBusy, db_path, has_schema, is_busy
+from dashboard.data import DatabaseBusy, db_path, has_schema, held, is_busy
 from dashboard.filters import sidebar_filters
 from retcore.errors import DatabaseError
 
@@ -72,11 +72,12 @@ navigation = st.navigation([
     st.Page(str(PAGES / name), title=title, icon=icon, url_path=url, default=(url == "overview"))
     for name, title, icon, url in PAGE_FILES
 ])
-try:
-    sidebar_filters()
-    st.sidebar.caption(f"database `{db_path()}`")
-    navigation.run()
-except DatabaseBusy:
-    _busy()
-except DatabaseError as exc:
-    st.error(str(exc).splitlines()[0])
+with held():  # the page's queries share one open database (dashboard.data.held)
+    try:
+        sidebar_filters()
+        st.sidebar.caption(f"database `{db_path()}`")
+        navigation.run()
+    except DatabaseBusy:
+        _busy()
+    except DatabaseError as exc:
+        st.error(str(exc).splitlines()[0])

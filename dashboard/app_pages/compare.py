@@ -7,6 +7,7 @@ from dashboard import analysis, queries
 from dashboard.filters import current
 from dashboard.ui import chart, fmt_p, require
 from retcore import plots
+from retcore.results.sample import describe
 
 st.title("Compare runs")
 st.caption("Paired comparisons on the images both sides share: differences B − A with bootstrap 95% intervals and "
@@ -48,8 +49,10 @@ if mode == "two runs":
     st.subheader("Metric deltas")
     deltas = res["deltas"]
     fig = plots.paired_difference_chart(deltas, item="item", p="p_holm", x_title="Difference (B − A)")
+    shared = f"{res['n']:,} shared images" if not res.get("sampled_from") else \
+        f"{res['n']:,} shared images, {describe(res['n'], res['sampled_from'], 'images of run A')}"
     chart(fig, deltas, f"metric-deltas-{run_a}-vs-{run_b}",
-          caption=f"{res['n']:,} shared images. Accuracy and per-class recall: McNemar; confidence: Wilcoxon.")
+          caption=f"{shared}. Accuracy and per-class recall: McNemar; confidence: Wilcoxon.")
     st.dataframe(deltas.assign(p=deltas["p_value"].map(fmt_p), p_holm=deltas["p_holm"].map(fmt_p))
                  [["item", "a", "b", "difference", "low", "high", "test", "p", "p_holm"]].round(4),
                  hide_index=True, width="stretch")
@@ -71,9 +74,12 @@ else:
         else:
             shifts = zr["shifts"]
             fig = plots.paired_difference_chart(shifts, item="item", p="p_holm", x_title="Zone score, B − A")
+            used = f"{zr['n']:,} images" if not zr.get("sampled_from") else \
+                f"{zr['n']:,} images ({describe(zr['n'], zr['sampled_from'], 'images of run A')})"
             chart(fig, shifts, f"zone-shifts-{zone_set}-{run_a}-{method_a}-vs-{run_b}-{method_b}",
-                  caption=f"{zr['n']:,} images; Wilcoxon signed-rank p, Holm-adjusted over zones.")
-            st.subheader(f"Largest {zr['moved_zone']} score changes")
+                  caption=f"{used}; Wilcoxon signed-rank p, Holm-adjusted over zones.")
+            st.subheader(f"Largest {zr['moved_zone']} score changes"
+                         + (" (in the sample)" if zr.get("sampled_from") else ""))
             st.dataframe(zr["moved"].round(3), hide_index=True, width="stretch")
 
 if mode == "two runs":
@@ -83,6 +89,7 @@ if mode == "two runs":
         st.success("No image changed between right and wrong.")
     else:
         counts = changed["change"].value_counts()
-        st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()) + " (first 200). Open one in Cases with "
+        st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()) + " (first 200"
+                   + (", among the sampled images" if res.get("sampled_from") else "") + "). Open one in Cases with "
                    "`?case=<image_id>`.")
         st.dataframe(changed.round(3), hide_index=True, width="stretch")

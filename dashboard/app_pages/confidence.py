@@ -8,6 +8,7 @@ from dashboard import analysis, queries
 from dashboard.filters import current
 from dashboard.ui import chart, fmt_ci, fmt_p, require
 from retcore import plots
+from retcore.results.sample import describe
 
 #: Points drawn in the scatter (the statistics always use every image).
 MAX_POINTS = 4000
@@ -49,9 +50,11 @@ if sampled:  # the chart draws a sample; the statistics use every image
 fig = plots.zone_confidence_chart(points, facet_order=list(f.classes), notes=notes,
                                   x_title=f"{zone} score ({zone_set}, {f.method})")
 caption = f"{res.n:,} images."
+if res.sampled:  # more images than the statistics take: a fixed sample, stated
+    caption = f"{res.total:,} images; the chart and the statistics use {describe(res.n, res.total)}."
 if sampled:
     caption += (f" The chart draws a random sample of {len(points):,} of them (its line and band are fitted on "
-                "that sample); the table below uses every image.")
+                "that sample); the table below uses " + (f"all {res.n:,}." if res.sampled else "every image."))
 chart(fig, points, f"confidence-vs-{zone_set}-{zone}-{f.run}-{f.method}", caption=caption)
 
 st.subheader("Correlation of confidence with the zone score")

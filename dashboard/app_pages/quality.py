@@ -10,6 +10,7 @@ from dashboard.filters import current
 from dashboard.ui import chart, fmt_p, require
 from retcore import plots
 from retcore.plots.theme import OKABE_ITO
+from retcore.results.sample import describe
 
 st.title("Image quality")
 st.caption("Images grouped into strata by one quality metric — quantile bins, or the good / usable / poor levels of "
@@ -30,7 +31,7 @@ k = c3.number_input("Bins", 2, 10, 4, key="q-bins", disabled=mode != "quantile b
 zone = c4.selectbox("Zone (thirds)", ["center", "left", "right"], key="q-zone", disabled=not f.method)
 
 mode_key = "quantile" if mode == "quantile bins" else "label"
-probe = analysis.quality(f.run, f.split, f.method, zone, f.classes, f.cls, metric, mode_key, int(k))
+probe = analysis.quality_order(f.run, f.split, f.method, zone, f.classes, f.cls, metric, mode_key, int(k))
 require(probe["n"] > 0, f"No quality measurements for the {f.split} images of run {f.run}: run "
                         f"`retcore explain --run {f.run} --split {f.split}`.")
 order = probe["order"]
@@ -40,6 +41,9 @@ reference = st.selectbox("Reference stratum (for drift)", order, index=order.ind
                          help="Defaults to the best-quality stratum.")
 res = analysis.quality(f.run, f.split, f.method, zone, f.classes, f.cls, metric, mode_key, int(k), reference)
 scope = f"class {f.cls}" if f.cls else "all classes"
+if res.get("sampled_from"):
+    st.caption(f"The split has {res['sampled_from']:,} images: strata, accuracy, scores and drift use "
+               f"{describe(res['n'], res['sampled_from'], 'images')} (labelled, with quality data).")
 
 st.subheader("Accuracy per stratum")
 acc = res["accuracy"]
