@@ -27,6 +27,7 @@ PAGE_FILES = [
     ("quality.py", "Image quality", ":material/photo_filter:", "quality"),
     ("cases.py", "Cases", ":material/photo_library:", "cases"),
     ("compare.py", "Compare runs", ":material/difference:", "compare"),
+    ("methods.py", "Methods", ":material/fact_check:", "methods"),
     ("jobs.py", "Jobs", ":material/terminal:", "jobs"),
 ]
 BUSY = "Results are being written by a job; this page retries in a few seconds."

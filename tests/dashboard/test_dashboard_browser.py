@@ -19,7 +19,8 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("RETCORE_CHROMIUM", "/usr/bin/chromium"))
 PAGES = [("", "Overview"), ("confidence", "Confidence vs focus"), ("drift", "Class drift"),
-         ("quality", "Image quality"), ("cases", "Cases"), ("compare", "Compare runs"), ("jobs", "Jobs")]
+         ("quality", "Image quality"), ("cases", "Cases"), ("compare", "Compare runs"),
+         ("methods", "Methods"), ("jobs", "Jobs")]
 
 pytestmark = [
     pytest.mark.browser,
@@ -93,7 +94,7 @@ def test_every_page_loads_in_chromium(server, tmp_path):
                 page.wait_for_selector(f"h1:has-text('{title}')", timeout=60_000)
                 assert page.get_by_text("Page not found").count() == 0, f"{path}: unknown page"
                 assert page.locator('[data-testid="stException"]').count() == 0, f"{path}: exception shown"
-                if path in ("", "confidence", "drift", "quality"):
+                if path in ("", "confidence", "drift", "quality", "methods"):
                     page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas, '
                                            '[data-testid="stVegaLiteChart"] svg', state="attached", timeout=60_000)
                 if path == "cases":

@@ -1,0 +1,114 @@
+"""The Methods page's reads: localisation against ground-truth masks per method, and one plain
+verdict per method from the sanity checks and the faithfulness summary.
+
+``localisation`` (``retcore explain``, where an image has ground-truth masks) holds per (run,
+image, method, target, mask) the pointing game, relevance mass accuracy and relevance rank
+accuracy of the map (:func:`retcore.evaluate.localisation_scores`). The readers here use the
+explained-class map of each image (:mod:`retcore.results.explained`). A database without the
+table reads as empty.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from retcore.results.executor import Source, frame, tables
+from retcore.results.explained import explained_target
+from retcore.results.runs import run_classes
+from retcore.stats import N_BOOT, bootstrap_mean
+
+__all__ = ["LOCALISATION_MEASURES", "LOCALISATION_SUMMARY_COLUMNS", "faithfulness_line", "localisation_summary",
+           "method_verdicts"]
+
+#: Columns of ``localisation`` that score a map against a mask (1 = all relevance on the mask).
+LOCALISATION_MEASURES = ("pointing_game", "mass_accuracy", "rank_accuracy")
+#: Columns of :func:`localisation_summary`.
+LOCALISATION_SUMMARY_COLUMNS = ["method", "mask", "measure", "n_images", "value", "low", "high"]
+
+_LOCALISATION = """
+SELECT l.method, l.mask, l.image_id, {measures}
+FROM localisation l JOIN predictions p ON p.run_id = l.run_id AND p.image_id = l.image_id
+WHERE l.run_id = ? AND p.split = ? AND l.method = ? AND {target}
+ORDER BY l.mask, l.image_id
+"""
+
+
+def _localisation_methods(q: Source, run: str) -> list[str]:
+    return frame(q, "SELECT DISTINCT method FROM localisation WHERE run_id = ? ORDER BY method", (run,))[
+        "method"].tolist()
+
+
+def localisation_summary(q: Source, run: str, split: str = "test", *, methods: list[str] | None = None,
+                         n_boot: int = N_BOOT, level: float = 0.95) -> pd.DataFrame:
+    """Mean localisation per (method, mask, measure) of ``run`` on ``split`` with a percentile-bootstrap
+    interval over images (columns :data:`LOCALISATION_SUMMARY_COLUMNS`; ``measure`` one of
+    :data:`LOCALISATION_MEASURES`), from each image's explained-class map. Empty when the run has no
+    localisation rows (its images have no ground-truth masks, or it was not explained)."""
+    if "localisation" not in tables(q):
+        return pd.DataFrame(columns=LOCALISATION_SUMMARY_COLUMNS)
+    classes = run_classes(q, run)
+    out = []
+    for method in _localisation_methods(q, run):
+        if methods is not None and method not in methods:
+            continue
+        target, params = explained_target(q, run, method, classes, "l.target")
+        rows = frame(q, _LOCALISATION.format(measures=", ".join(LOCALISATION_MEASURES), target=target),
+                     (run, split, method, *params))
+        for mask, group in rows.groupby("mask", sort=True):
+            for measure in LOCALISATION_MEASURES:
+                values = group[measure].to_numpy(np.float64)
+                n = int(np.isfinite(values).sum())
+                if n == 0:
+                    continue
+                est = bootstrap_mean(values, n_boot=n_boot, seed=0, level=level)
+                out.append({"method": method, "mask": mask, "measure": measure, "n_images": n,
+                            "value": est.value, "low": est.low, "high": est.high})
+    return pd.DataFrame(out, columns=LOCALISATION_SUMMARY_COLUMNS)
+
+
+def faithfulness_line(row: pd.Series | dict) -> str:
+    """One faithfulness summary row as plain words: "beats random on deletion_morf by 0.012 [0.004,
+    0.020]" (the AUC gain over the random map on the test's better side, with its 95% interval),
+    "is worse than random on ..." or "does not beat random on ... (gain -0.001 [...])"."""
+    sign = -1.0 if row["better"] == "lower" else 1.0
+    gain = sign * float(row["difference"])
+    ends = sorted((sign * float(row["difference_low"]), sign * float(row["difference_high"])))
+    interval = f"{gain:+.3f} [{ends[0]:+.3f}, {ends[1]:+.3f}]"
+    if bool(row["beats_random"]):
+        return f"beats random on {row['test']} by {interval}"
+    if ends[1] < 0:
+        return f"is worse than random on {row['test']} ({interval})"
+    return f"does not beat random on {row['test']} (gain {interval})"
+
+
+def method_verdicts(sanity: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.DataFrame:
+    """One plain verdict per method: ``sanity`` (``sanity_verdicts``' rows) and ``faithfulness``
+    (``faithfulness_summary``'s rows of one baseline and unit) joined per method.
+
+    Returns columns method, randomisation ('passes' / 'fails' / 'not run'), beats_random (how many
+    of the method's faithfulness tests it beats random on, of how many: 'k/n', '' when none stored)
+    and verdict: "passes the randomisation check; beats random on deletion_morf by +0.012 [+0.004,
+    +0.020]; does not beat random on insertion (gain ...)". The AUC gain is method - random on the
+    test's better side (positive = better than random)."""
+    methods = list(dict.fromkeys([*sanity.get("method", pd.Series(dtype=str)).tolist(),
+                                  *faithfulness.get("method", pd.Series(dtype=str)).tolist()]))
+    rows = []
+    for method in sorted(methods):
+        parts = []
+        s = sanity[sanity["method"] == method] if len(sanity) else sanity
+        if len(s) == 0 or pd.isna(s["flagged"].iloc[0]):
+            randomisation = "not run"
+            parts.append("randomisation check not run")
+        else:
+            randomisation = "fails" if bool(s["flagged"].iloc[0]) else "passes"
+            parts.append(f"{randomisation} the randomisation check")
+        f = faithfulness[faithfulness["method"] == method] if len(faithfulness) else faithfulness
+        if len(f) == 0:
+            beats = ""
+            parts.append("faithfulness not measured")
+        else:
+            beats = f"{int(f['beats_random'].astype(bool).sum())}/{len(f)}"
+            parts += [faithfulness_line(r) for _, r in f.iterrows()]
+        rows.append({"method": method, "randomisation": randomisation, "beats_random": beats,
+                     "verdict": "; ".join(parts)})
+    return pd.DataFrame(rows, columns=["method", "randomisation", "beats_random", "verdict"])
