@@ -65,8 +65,10 @@ def gallery_sql(q: Source, run: str, split: str, method: str, classes: Sequence[
     """SELECT of the ``gallery_rows`` summary of ``run``'s ``split`` and ``method``: for every class,
     kind (TP / FN / FP) and order of ``ORDERS``, the first ``depth`` rows of :func:`case_list`
     (run_id, split, method, class, kind, ord, rank (1-based), image_id, label, pred, confidence,
-    probs, correct, center, drift), ranked exactly as :func:`case_list` orders them."""
+    probs, correct, center, drift), ranked exactly as :func:`case_list` orders them, with the
+    columns of :func:`image_grids` (the explained-class map; NULL without one)."""
     explained, eparams = explained_target(q, run, method, classes)
+    kind = explained_kind(q, run, method)
     ranks = " UNION ALL ".join(
         f"SELECT '{name}' AS ord, row_number() OVER (PARTITION BY class, kind ORDER BY {key}, image_id) AS rank, * "
         "FROM kinds QUALIFY rank <= ?" for name, (key, _) in ORDERS.items())
@@ -77,11 +79,13 @@ def gallery_sql(q: Source, run: str, split: str, method: str, classes: Sequence[
            "LEFT JOIN means m ON m.label = p.label), "
            "kinds AS (SELECT label AS class, CASE WHEN pred = label THEN 'TP' ELSE 'FN' END AS kind, * FROM shown "
            "UNION ALL SELECT pred AS class, 'FP' AS kind, * FROM shown WHERE pred <> label) "
-           "SELECT ?::VARCHAR AS run_id, ?::VARCHAR AS split, ?::VARCHAR AS method, class, kind, ord, "
-           "rank::INTEGER AS rank, image_id, label, pred, confidence, probs, correct, center, drift "
-           f"FROM ({ranks})")
+           "SELECT ?::VARCHAR AS run_id, ?::VARCHAR AS split, ?::VARCHAR AS method, g.class, g.kind, g.ord, "
+           "g.rank::INTEGER AS rank, g.image_id, g.label, g.pred, g.confidence, g.probs, g.correct, g.center, g.drift, "
+           "e.target, e.target_kind, e.target_label, e.positive_sum, e.grid_h, e.grid_w, e.grid "
+           f"FROM ({ranks}) g LEFT JOIN explanations e ON e.run_id = ? AND e.method = ? AND e.image_id = g.image_id "
+           f"AND {target_sql(kind, 'e.target', 'g')}")
     params = (run, split, *_class_means(q, run, split, method, classes), run, method, *eparams, run, split, method,
-              *([int(depth)] * len(ORDERS)))
+              *([int(depth)] * len(ORDERS)), run, method, list(classes))
     return sql, params
 
 
@@ -211,11 +215,18 @@ _GRID_COLUMNS = ["image_id", "target", "target_kind", "target_label", "positive_
 
 def image_grids(q: Source, run: str, image_ids: Sequence[str], method: str, classes: Sequence[str]) -> pd.DataFrame:
     """The explained-class map of ``method`` for a few images (a gallery page): one row per image
-    with image_id, target, target_kind, target_label, positive_sum, grid_h, grid_w, grid."""
+    with image_id, target, target_kind, target_label, positive_sum, grid_h, grid_w, grid (from the
+    ``gallery_rows`` summary when it holds every image)."""
     if not image_ids:
         return pd.DataFrame(columns=_GRID_COLUMNS)
-    cond = target_sql(explained_kind(q, run, method), "e.target")
     ids = list(dict.fromkeys(map(str, image_ids)))
+    if "gallery_rows" in tables(q):  # a gallery's images: their maps are in its summary
+        g_ids, g_params = _id_list("image_id", ids)
+        stored = frame(q, f"SELECT DISTINCT ON (image_id) {', '.join(_GRID_COLUMNS)} FROM gallery_rows "
+                          f"WHERE run_id = ? AND method = ? AND {g_ids} ORDER BY image_id", (run, method, *g_params))
+        if len(stored) == len(ids):
+            return stored[stored["grid"].notna()].reset_index(drop=True)
+    cond = target_sql(explained_kind(q, run, method), "e.target")
     p_ids, p_params = _id_list("p.image_id", ids)
     e_ids, e_params = _id_list("e.image_id", ids)
     return frame(q, "SELECT e.image_id, e.target, e.target_kind, e.target_label, e.positive_sum, e.grid_h, "

@@ -222,8 +222,8 @@ def plan(q: Source, run: str, split: str, classes: Sequence[str], methods: Seque
 def coverage(q: Source, run: str | None = None) -> pd.DataFrame:
     """Which summaries each (run, split) with predictions has: run_id, split, counts (class counts and
     sample cutoffs stored), report (classification report stored), zone_methods (methods with zone
-    scores of the split's images), summarized (methods with zone summaries of the split). Empty
-    before v7."""
+    scores of the split's images), summarized (methods with zone summaries and gallery rows of the
+    split). Empty before v7."""
     have = tables(q)
     if not set(SUMMARY_TABLES) <= have:
         return pd.DataFrame(columns=["run_id", "split", "counts", "report", "zone_methods", "summarized"])
@@ -239,7 +239,8 @@ def coverage(q: Source, run: str | None = None) -> pd.DataFrame:
         for r, s, m in rows.to_numpy():
             methods.setdefault((r, s), []).append(m)
     done: dict[tuple, list[str]] = {}
-    for r, s, m in frame(q, "SELECT DISTINCT run_id, split, method FROM zone_summaries ORDER BY 3").to_numpy():
+    for r, s, m in frame(q, "SELECT DISTINCT run_id, split, method FROM zone_summaries INTERSECT "
+                            "SELECT DISTINCT run_id, split, method FROM gallery_rows ORDER BY 3").to_numpy():
         done.setdefault((r, s), []).append(m)
     pairs["counts"] = [(r, s) in counts for r, s in pairs[["run_id", "split"]].to_numpy()]
     pairs["report"] = [(r, s) in reports for r, s in pairs[["run_id", "split"]].to_numpy()]

@@ -295,7 +295,7 @@ _V6 = [
 # (``retcore.results.summaries`` defines each by its SELECT): per run and split the counts per
 # (label, prediction), the cutoffs of the image-id samples and the classification report (Arrow
 # streams); per run, split and method the zone-score distribution per zone and class and the first
-# rows of every Cases gallery. Writes that change their inputs delete them; ``retcore summarize``
+# rows of every Cases gallery with their maps. Writes that change their inputs delete them; ``retcore summarize``
 # fills them in for older databases.
 _V7 = [
     """CREATE TABLE class_counts (
@@ -351,6 +351,13 @@ _V7 = [
         correct BOOLEAN,
         center DOUBLE,
         drift DOUBLE,
+        target INTEGER,
+        target_kind VARCHAR,
+        target_label VARCHAR,
+        positive_sum DOUBLE,
+        grid_h INTEGER,
+        grid_w INTEGER,
+        grid FLOAT[],
         PRIMARY KEY (run_id, split, method, class, kind, ord, rank)
     )""",
     """CREATE TABLE split_reports (

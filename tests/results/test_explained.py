@@ -28,8 +28,11 @@ def _add_other_target(db, run: str, classes: list[str]) -> int:
 
 
 def _only_labels(db, run: str, classes: list[str]) -> None:
-    """Rewrite the run's maps as if explained with ``--target label`` only (same values, target = label)."""
+    """Rewrite the run's maps as if explained with ``--target label`` only (same values, target = label);
+    like ``write_explanation_batch``, drop the summaries of the maps."""
     con = duckdb.connect(str(db))
+    for table in ("zone_summaries", "gallery_rows"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run])
     for table, extra in (("explanations", ", 'label' AS target_kind"), ("zone_scores", ""), ("localisation", "")):
         con.execute(f"CREATE TEMP TABLE moved AS SELECT x.* REPLACE (list_position(?::VARCHAR[], p.label) - 1 "
                     f"AS target{extra}) FROM {table} x JOIN predictions p ON p.run_id = x.run_id "

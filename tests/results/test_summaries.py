@@ -241,6 +241,10 @@ def test_stored_galleries_equal_the_on_the_fly_ones(explained_copy, explained_co
                                                equal_nan=True)
                         assert (stored["n_total"] == computed["n_total"]).all()
                         assert stored["path"].tolist() == computed["path"].tolist()
+                        ids = stored["image_id"].tolist()
+                        maps = cases.image_grids(explained_con, run, ids, "lrp", classes)  # from gallery_rows
+                        again = cases.image_grids(fresh, run, ids, "lrp", classes)
+                        pd.testing.assert_frame_equal(maps, again, check_dtype=False)
     deep = cases.case_list(explained_con, run, "test", "lrp", classes[0], "TP", "most confident", classes,
                            limit=cases.GALLERY_DEPTH, offset=1)  # beyond the stored depth: computed
     assert len(deep) <= cases.GALLERY_DEPTH
