@@ -222,6 +222,8 @@ def test_gallery_with_an_empty_map_says_so(app, tiny_explained, tmp_path, texts)
     with duckdb.connect(str(db)) as con:
         con.execute("UPDATE explanations SET grid = list_transform(grid, lambda x: 0.0::FLOAT), positive_sum = 0 "
                     "WHERE run_id = ? AND method = 'lrp'", [run])
+        for table in ("zone_summaries", "gallery_rows"):  # as write_explanation_batch drops them
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run])
     at = app(db, "cases")
     at.multiselect(key="cases-methods").set_value(["lrp"]).run()
     assert not at.exception
