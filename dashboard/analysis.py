@@ -6,7 +6,8 @@ Bootstrap sizes shrink on large selections (``boot_cells``); above ``SAMPLE_IMAG
 images the per-image statistics use a fixed sample of them (``retcore.results.sample``),
 and drift statistics use at most ``DRIFT_PER_CLASS`` images per class with
 ``PERMUTATIONS`` permutations, so a page stays interactive; the page says so when it
-happens. The Overview's report is read from the summary ``retcore predict`` stored.
+happens. The Overview's report and the Class drift page's default tables are read from the
+summaries the jobs stored.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ __all__ = ["DRIFT_PER_CLASS", "ECE_BINS", "PERMUTATIONS", "RELIABILITY_BINS", "S
 
 #: Images per class used for mean maps, distances and permutation tests on the drift pages.
 DRIFT_PER_CLASS = CLASS_SAMPLE
-PERMUTATIONS = 500
+PERMUTATIONS = drift.PERMUTATIONS
 
 
 def _stamped(fn: Callable[..., Any]) -> Callable[..., Any]:

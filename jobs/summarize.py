@@ -27,13 +27,14 @@ __all__ = ["main", "run_summarize", "summarize_split"]
 def summarize_split(db: Path, run: str, split: str, *, methods: Sequence[str] | None = None,
                     predictions: bool = True, report: bool = True) -> dict[str, object]:
     """Store the summaries of finetune run ``run``'s ``split``: class counts and sample cutoffs
-    (``predictions``), the zone summaries of ``methods`` (default: every method with zone scores;
-    ``[]``: none) and the classification report with the dashboard's settings (``report``).
+    (``predictions``), the zone summaries, gallery rows and Class drift defaults of ``methods``
+    (default: every method with zone scores; ``[]``: none) and the classification report with the
+    dashboard's settings (``report``).
 
     Returns what was stored: rows (SQL summaries) and report (True / False when the predictions
     changed meanwhile / None when not asked or nothing is labelled).
     """
-    from retcore.results import headline, summaries
+    from retcore.results import drift, headline, summaries
     from retcore.results.runs import run_classes
     from retcore.storage import connect
     from retcore.storage.writes import write_report, write_summaries
@@ -42,6 +43,13 @@ def summarize_split(db: Path, run: str, split: str, *, methods: Sequence[str] | 
         classes = run_classes(con, run)
         items = summaries.plan(con, run, split, classes, methods, predictions=predictions)
     rows = write_summaries(db, run, split, items) if items else 0
+    for method in sorted({item.method for item in items if item.method}):
+        with connect(db, read_only=True) as con:  # after the zone summaries: the drift tables read them
+            source = summaries.prediction_source(con, run, split)
+            defaults = drift.stored_defaults(con, run, split, method, classes)
+        for name, key, parts in defaults:
+            write_report(db, run, split, name, key, parts, source=source, method=method,
+                         current_source=lambda con: summaries.prediction_source(con, run, split))
     stored = None
     if report:
         settings = dict(headline.STORED_SETTINGS)

@@ -10,6 +10,7 @@ from dashboard import analysis, images, queries
 from dashboard.filters import current
 from dashboard.ui import chart, fmt_p, require
 from retcore import plots
+from retcore.results.drift import default_reference
 
 st.title("Class drift")
 st.caption("Where the relevance goes, class by class: zone-score distributions, the mean relevance map of each "
@@ -28,7 +29,7 @@ zone_set = c1.selectbox("Zone set", sets, key="drift-set")
 by_label = c2.radio("Group images by", ["true class", "predicted class"], horizontal=True, key="drift-by")
 by = "pred" if by_label == "predicted class" else "label"
 reference = c3.selectbox("Reference class (zone-score drift)", classes,
-                         index=classes.index("normal") if "normal" in classes else 0, key="drift-ref")
+                         index=classes.index(default_reference(classes)) if classes else 0, key="drift-ref")
 
 # ------------------------------------------------------------------ distributions
 st.subheader("Zone-score distributions")

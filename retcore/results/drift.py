@@ -6,6 +6,11 @@ normalised to its positive part summing to 1 (``retcore.stats.normalise_heatmaps
 Distances get permutation p-values (class labels shuffled), Holm-adjusted over the
 class pairs (maps) or over the whole zone x class table (zone scores); Kruskal-Wallis
 across classes per zone is Holm-adjusted over the zones (:func:`retcore.results.zones.zone_tests`).
+
+The Class drift page's default view (images grouped by true class, zone-score drift from
+:func:`default_reference`, ``CLASS_SAMPLE`` images per class, ``PERMUTATIONS`` permutations)
+is stored by ``retcore explain`` (:func:`stored_defaults`, in ``split_reports``) and read back
+by :func:`zone_drift` and :func:`class_maps` when they are asked for exactly those settings.
 """
 from __future__ import annotations
 
@@ -15,12 +20,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from retcore.results import summaries
 from retcore.results.executor import Source, grids
 from retcore.results.explained import explained_kind
 from retcore.results.predictions import class_counts
-from retcore.results.zones import class_sample_sql, zone_summary, zone_tests, zone_values
+from retcore.results.sample import CLASS_SAMPLE
+from retcore.results.zones import class_sample_sql, zone_list, zone_summary, zone_tests, zone_values
 
-__all__ = ["ClassMaps", "ZoneDrift", "class_grids", "class_maps", "zone_drift"]
+__all__ = ["PERMUTATIONS", "ClassMaps", "ZoneDrift", "class_grids", "class_maps", "default_reference",
+           "stored_defaults", "zone_drift"]
+
+#: Permutations of the drift tests on the dashboard (and in the stored defaults).
+PERMUTATIONS = 500
+_ZONE_DRIFT, _CLASS_MAPS = "zone_drift", "class_maps"
+
+
+def default_reference(classes: Sequence[str]) -> str | None:
+    """The reference class of the zone-score drift unless one is chosen: 'normal', else the first class."""
+    return "normal" if "normal" in classes else (classes[0] if len(classes) else None)
+
+
+def _params(classes: Sequence[str], by: str, per_class: int | None, n_permutations: int, seed: int,
+            **extra: object) -> dict:
+    return {"classes": list(classes), "by": by, "per_class": per_class, "n_permutations": int(n_permutations),
+            "seed": int(seed), **extra}
 
 
 def class_grids(q: Source, run: str, split: str, method: str, classes: Sequence[str], *, by: str = "label",
@@ -71,9 +94,14 @@ class ClassMaps:
 
 def class_maps(q: Source, run: str, split: str, method: str, classes: Sequence[str], *, by: str = "label",
                per_class: int | None = None, n_permutations: int = 1000, seed: int = 0) -> ClassMaps:
-    """Mean normalised maps per class and the Jensen-Shannon drift matrix between classes."""
+    """Mean normalised maps per class and the Jensen-Shannon drift matrix between classes (the stored
+    defaults when these are the settings of :func:`stored_defaults`)."""
     from retcore.stats import drift_matrix, mean_heatmap, normalise_heatmaps
 
+    parts = summaries.stored_report(q, run, split, _CLASS_MAPS, _params(classes, by, per_class, n_permutations, seed),
+                                    method)
+    if parts is not None:
+        return _decode_maps(parts)
     meta, values, shape = class_grids(q, run, split, method, classes, by=by, per_class=per_class)
     if meta.empty:
         return ClassMaps({}, {}, shape, pd.DataFrame(), False)
@@ -106,11 +134,16 @@ _DRIFT_COLUMNS = ["group_a", "group_b", "metric", "distance", "p_value", "p_holm
 def zone_drift(q: Source, run: str, split: str, method: str, zone_set: str, classes: Sequence[str], *,
                by: str = "label", reference: str | None = None, per_class: int | None = None,
                n_permutations: int = 1000, seed: int = 0) -> ZoneDrift:
-    """Zone-score distributions per class and their drift from the ``reference`` class (see ZoneDrift)."""
+    """Zone-score distributions per class and their drift from the ``reference`` class (see ZoneDrift;
+    the stored defaults when these are the settings of :func:`stored_defaults`)."""
     from retcore.stats import drift_matrix, holm
 
-    values = zone_values(q, run, split, method, zone_set, classes, by=by, per_class=per_class)
     summary = zone_summary(q, run, split, method, zone_set, classes, by=by)
+    parts = summaries.stored_report(q, run, split, _ZONE_DRIFT, _params(classes, by, per_class, n_permutations, seed,
+                                                                        zone_set=zone_set, reference=reference), method)
+    if parts is not None:
+        return ZoneDrift(parts["values"], summary, parts["drift"], parts["tests"])
+    values = zone_values(q, run, split, method, zone_set, classes, by=by, per_class=per_class)
     parts = []
     for zone, part in values.groupby("zone", sort=True):
         present = set(part["class"])
@@ -123,3 +156,39 @@ def zone_drift(q: Source, run: str, split: str, method: str, zone_set: str, clas
         drift["p_holm"] = holm(drift["p_value"].to_numpy(np.float64))  # across every zone and class
     tests = zone_tests(values.sort_values(["zone", "image_id"], kind="stable"), group="class", correct=None)
     return ZoneDrift(values, summary, drift, tests[["zone", "H", "p_value", "epsilon2", "n", "p_holm"]])
+
+
+def _decode_maps(parts: dict[str, pd.DataFrame]) -> ClassMaps:
+    meta = parts["meta"].iloc[0]
+    shape = (int(meta["gh"]), int(meta["gw"]))
+    means = {str(c): np.asarray(v, np.float64).reshape(shape) for c, v in zip(parts["means"]["class"],
+                                                                            parts["means"]["values"])}
+    counts = {str(c): int(n) for c, n in zip(parts["means"]["class"], parts["means"]["n"])}
+    return ClassMaps(means, counts, shape, parts["matrix"], bool(meta["capped"]))
+
+
+def stored_defaults(q: Source, run: str, split: str, method: str, classes: Sequence[str]
+                    ) -> list[tuple[str, str, dict[str, bytes]]]:
+    """The Class drift page's default tables of ``run``'s ``split`` and ``method``, computed for
+    ``split_reports``: (report, params key, part -> Arrow bytes) for :func:`class_maps` and for
+    :func:`zone_drift` of every zone set, by true class, from :func:`default_reference`, with
+    ``CLASS_SAMPLE`` images per class and ``PERMUTATIONS`` permutations."""
+    out = []
+    settings = dict(by="label", per_class=CLASS_SAMPLE, n_permutations=PERMUTATIONS, seed=0)
+    maps = class_maps(q, run, split, method, classes, **settings)
+    if maps.means:
+        gh, gw = maps.shape
+        frames = {"means": pd.DataFrame({"class": list(maps.means), "n": [maps.counts[c] for c in maps.means],
+                                         "values": [m.ravel().tolist() for m in maps.means.values()]}),
+                  "matrix": maps.matrix, "meta": pd.DataFrame({"gh": [gh], "gw": [gw], "capped": [maps.capped]})}
+        out.append((_CLASS_MAPS, summaries.report_key(_params(classes, **settings)),
+                    {k: summaries.encode_frame(v) for k, v in frames.items()}))
+    reference = default_reference(classes)
+    for zone_set in dict.fromkeys(zone_list(q, run, method)["zone_set"]):
+        zd = zone_drift(q, run, split, method, zone_set, classes, reference=reference, **settings)
+        if zd.values.empty:
+            continue
+        key = summaries.report_key(_params(classes, **settings, zone_set=zone_set, reference=reference))
+        parts = {k: summaries.encode_frame(getattr(zd, k)) for k in ("values", "drift", "tests")}
+        out.append((_ZONE_DRIFT, key, parts))
+    return out

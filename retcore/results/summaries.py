@@ -8,7 +8,7 @@ Per run and split (``retcore predict``):
 - ``sample_cutoffs``: the largest image id of the split's sample and of each class's sample
   (:mod:`retcore.results.sample`);
 - ``split_reports``: the classification report (:mod:`retcore.results.headline`) computed with
-  the dashboard's bootstrap settings, its tables stored as Arrow streams.
+  the dashboard's bootstrap settings, its tables stored as Arrow streams (method '').
 
 Per run, split and explanation method (``retcore explain``):
 
@@ -16,7 +16,10 @@ Per run, split and explanation method (``retcore explain``):
   explained-class zone scores (:mod:`retcore.results.explained`): n, mean, sd, the 5/25/50/75/95 %
   quantiles, and the mean mass share (the class mean of the Cases gallery drift);
 - ``gallery_rows``: the first ``GALLERY_DEPTH`` rows of every Cases gallery (class x TP / FN / FP x
-  order; :func:`retcore.results.cases.gallery_sql`).
+  order; :func:`retcore.results.cases.gallery_sql`);
+- ``split_reports`` with a method: the Class drift page's default tables (zone-score drift per
+  zone set and the mean maps, by true class from the default reference;
+  :func:`retcore.results.drift.stored_defaults`).
 
 Each table is defined once, by the SELECT here that computes it: jobs store its rows
 (``retcore.storage.writes.write_summaries``) and readers run the same SELECT on the fly when
@@ -181,12 +184,13 @@ def prediction_source(q: Source, run: str, split: str) -> str:
     return f"{int(row['n'].iloc[0])}:{row['runs'].iloc[0] or ''}"
 
 
-def stored_report(q: Source, run: str, split: str, report: str, params: dict[str, Any]
+def stored_report(q: Source, run: str, split: str, report: str, params: dict[str, Any], method: str = ""
                   ) -> dict[str, pd.DataFrame] | None:
-    """The stored tables (part -> DataFrame) of ``report`` of ``run``'s ``split`` computed with ``params``,
-    or None when there is none."""
+    """The stored tables (part -> DataFrame) of ``report`` of ``run``'s ``split`` (and explanation
+    ``method``) computed with ``params``, or None when there is none."""
     stored = _stored(q, "split_reports", "SELECT part, frame FROM split_reports WHERE run_id = ? AND split = ? "
-                                         "AND report = ? AND params = ?", (run, split, report, report_key(params)))
+                                         "AND method = ? AND report = ? AND params = ?",
+                     (run, split, method, report, report_key(params)))
     if stored is None:
         return None
     return {str(part): decode_frame(data) for part, data in zip(stored["part"], stored["frame"])}
@@ -223,14 +227,14 @@ def coverage(q: Source, run: str | None = None) -> pd.DataFrame:
     """Which summaries each (run, split) with predictions has: run_id, split, counts (class counts and
     sample cutoffs stored), report (classification report stored), zone_methods (methods with zone
     scores of the split's images), summarized (methods with zone summaries and gallery rows of the
-    split). Empty before v7."""
+    split, and drift reports). Empty before v7."""
     have = tables(q)
     if not set(SUMMARY_TABLES) <= have:
         return pd.DataFrame(columns=["run_id", "split", "counts", "report", "zone_methods", "summarized"])
     where, params = ("WHERE run_id = ?", (run,)) if run else ("", ())
     pairs = frame(q, f"SELECT DISTINCT run_id, split FROM predictions {where} ORDER BY 1, 2", params)
     counts = set(map(tuple, frame(q, "SELECT DISTINCT run_id, split FROM class_counts").to_numpy()))
-    reports = set(map(tuple, frame(q, "SELECT DISTINCT run_id, split FROM split_reports").to_numpy()))
+    reports = set(map(tuple, frame(q, "SELECT DISTINCT run_id, split FROM split_reports WHERE method = ''").to_numpy()))
     methods: dict[tuple, list[str]] = {}
     if "zone_scores" in have:
         rows = frame(q, "SELECT DISTINCT p.run_id, p.split, z.method FROM zone_scores z JOIN predictions p "
@@ -240,7 +244,8 @@ def coverage(q: Source, run: str | None = None) -> pd.DataFrame:
             methods.setdefault((r, s), []).append(m)
     done: dict[tuple, list[str]] = {}
     for r, s, m in frame(q, "SELECT DISTINCT run_id, split, method FROM zone_summaries INTERSECT "
-                            "SELECT DISTINCT run_id, split, method FROM gallery_rows ORDER BY 3").to_numpy():
+                            "SELECT DISTINCT run_id, split, method FROM gallery_rows INTERSECT "
+                            "SELECT DISTINCT run_id, split, method FROM split_reports ORDER BY 3").to_numpy():
         done.setdefault((r, s), []).append(m)
     pairs["counts"] = [(r, s) in counts for r, s in pairs[["run_id", "split"]].to_numpy()]
     pairs["report"] = [(r, s) in reports for r, s in pairs[["run_id", "split"]].to_numpy()]

@@ -363,13 +363,14 @@ _V7 = [
     """CREATE TABLE split_reports (
         run_id VARCHAR NOT NULL,
         split VARCHAR NOT NULL,
+        method VARCHAR NOT NULL DEFAULT '',
         report VARCHAR NOT NULL,
         params VARCHAR NOT NULL,
         part VARCHAR NOT NULL,
         frame BLOB NOT NULL,
         source VARCHAR,
         computed_at TIMESTAMP DEFAULT current_timestamp,
-        PRIMARY KEY (run_id, split, report, params, part)
+        PRIMARY KEY (run_id, split, method, report, params, part)
     )""",
 ]
 

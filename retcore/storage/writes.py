@@ -192,7 +192,7 @@ def write_explanation_batch(
 
 #: Summary tables (schema v7, ``retcore.results.summaries``) and whether rows carry a method.
 SUMMARY_TABLES = {"class_counts": False, "sample_cutoffs": False, "zone_summaries": True, "gallery_rows": True,
-                  "split_reports": False}
+                  "split_reports": True}
 
 
 def _drop_summaries(con, run_id: str, *, split: str | None = None, method: str | None = None,
@@ -236,9 +236,10 @@ def write_summaries(db: DB, run_id: str, split: str, summaries: Iterable[Any]) -
 
 
 def write_report(db: DB, run_id: str, split: str, report: str, params: str, parts: dict[str, bytes], *,
-                 source: str, current_source: Any) -> bool:
+                 source: str, current_source: Any, method: str = "") -> bool:
     """Store a report of ``run_id``'s ``split`` (``split_reports``: one row per part, its table as
-    bytes) computed with ``params`` from inputs ``source``, replacing the same report and params.
+    bytes) computed with ``params`` from inputs ``source``, replacing the same report and params;
+    ``method``: the explanation method it reads ('' for none; new maps of it delete the report).
 
     ``current_source(con)`` gives the source as the database holds it now: when it differs (the
     predictions were rewritten while the report was computed) nothing is stored and False returned.
@@ -246,11 +247,11 @@ def write_report(db: DB, run_id: str, split: str, report: str, params: str, part
     with connect(db) as con, transaction(con):
         if current_source(con) != source:
             return False
-        con.execute("DELETE FROM split_reports WHERE run_id = ? AND split = ? AND report = ? AND params = ?",
-                    [run_id, split, report, params])
-        con.executemany("INSERT INTO split_reports (run_id, split, report, params, part, frame, source) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(run_id, split, report, params, part, data, source) for part, data in parts.items()])
+        con.execute("DELETE FROM split_reports WHERE run_id = ? AND split = ? AND method = ? AND report = ? "
+                    "AND params = ?", [run_id, split, method, report, params])
+        con.executemany("INSERT INTO split_reports (run_id, split, method, report, params, part, frame, source) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(run_id, split, method, report, params, part, data, source) for part, data in parts.items()])
     return True
 
 

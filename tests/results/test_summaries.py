@@ -248,3 +248,27 @@ def test_stored_galleries_equal_the_on_the_fly_ones(explained_copy, explained_co
     deep = cases.case_list(explained_con, run, "test", "lrp", classes[0], "TP", "most confident", classes,
                            limit=cases.GALLERY_DEPTH, offset=1)  # beyond the stored depth: computed
     assert len(deep) <= cases.GALLERY_DEPTH
+
+
+def test_stored_drift_defaults_equal_the_computed_ones(explained_copy, explained_con, run_info):
+    from retcore.results import drift
+
+    run, classes = run_info
+    db = explained_copy()
+    _without_summaries(db)
+    reference = drift.default_reference(classes)
+    settings = dict(per_class=sample.CLASS_SAMPLE, n_permutations=drift.PERMUTATIONS)
+    assert summaries.stored_report(explained_con, run, "test", "class_maps",
+                                   {"classes": classes, "by": "label", "seed": 0, **settings}, "lrp") is not None
+    with duckdb.connect(str(db), read_only=True) as fresh:
+        for zone_set in ("thirds", "anatomy"):
+            a = drift.zone_drift(explained_con, run, "test", "lrp", zone_set, classes, reference=reference, **settings)
+            b = drift.zone_drift(fresh, run, "test", "lrp", zone_set, classes, reference=reference, **settings)
+            for part in ("values", "drift", "tests"):
+                pd.testing.assert_frame_equal(getattr(a, part).reset_index(drop=True),
+                                              getattr(b, part).reset_index(drop=True), check_dtype=False)
+        a = drift.class_maps(explained_con, run, "test", "lrp", classes, **settings)
+        b = drift.class_maps(fresh, run, "test", "lrp", classes, **settings)
+        assert list(a.means) == list(b.means) and a.counts == b.counts and a.shape == b.shape
+        assert all(np.array_equal(a.means[c], b.means[c]) for c in a.means) and a.capped == b.capped
+        pd.testing.assert_frame_equal(a.matrix, b.matrix, check_dtype=False)
