@@ -9,6 +9,18 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's tests single-threaded, then restore: tiny models gain nothing from intra-op
+    threads, and on a shared CPU every parallel kernel may wait for a time slice."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A 48-image, 64-px demo dataset with the shortcut planted on glaucoma; returns the manifest."""

@@ -18,12 +18,8 @@ FORMS = ["input_gradient", "relevance"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads on a shared CPU (as in tests/explain)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(single_thread):
+    """Every test here runs single-threaded (``single_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,8 @@ import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads on a shared CPU: run single-threaded, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(single_thread):
+    """Every test here runs single-threaded (``single_thread`` in tests/conftest.py)."""
 
 
 def _trained_like(model: torch.nn.Module, seed: int) -> torch.nn.Module:
