@@ -13,11 +13,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.auth import login_gate
 from dashboard.data import DatabaseBusy, db_path, has_schema, held, is_busy
 from dashboard.filters import sidebar_filters
 from retcore.errors import DatabaseError
 
 st.set_page_config(page_title="retcore", page_icon="👁", layout="wide")
+login_gate()  # a team server (retcore dashboard --auth oidc): nothing is read before the login
 
 PAGES = Path(__file__).resolve().parent / "app_pages"
 PAGE_FILES = [
