@@ -17,8 +17,8 @@ from retcore.results import faithfulness as _faithfulness
 from retcore.results import methods as _methods
 from retcore.results import sanity as _sanity
 
-__all__ = ["faithfulness_mean_curves", "faithfulness_summary", "localisation_summary", "method_verdicts",
-           "sanity_seeds", "sanity_summary", "sanity_verdicts"]
+__all__ = ["faithfulness_mean_curves", "faithfulness_summary", "localisation_summary", "method_costs",
+           "method_verdicts", "sanity_costs", "sanity_seeds", "sanity_summary", "sanity_verdicts"]
 
 
 def _stamped(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,7 +42,9 @@ def _stamped(fn: Callable[..., Any]) -> Callable[..., Any]:
 sanity_seeds = _stamped(_sanity.sanity_seeds)
 sanity_summary = _stamped(_sanity.sanity_summary)
 sanity_verdicts = _stamped(_sanity.sanity_verdicts)
+sanity_costs = _stamped(_sanity.sanity_costs)
 faithfulness_summary = _stamped(_faithfulness.faithfulness_summary)
 faithfulness_mean_curves = _stamped(_faithfulness.faithfulness_mean_curves)
 localisation_summary = _stamped(_methods.localisation_summary)
-method_verdicts = _methods.method_verdicts  # pure: joins the two frames above
+method_verdicts = _methods.method_verdicts  # pure: joins the frames above
+method_costs = _methods.method_costs  # pure

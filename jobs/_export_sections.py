@@ -187,6 +187,61 @@ def explanation_section(data: RunData, w: FigureWriter, n_permutations: int) -> 
     return lines, missing
 
 
+def trust_section(data: RunData, w: FigureWriter) -> tuple[list[str], list[str]]:
+    """The Methods page's figures and verdicts (``data.trust``); returns (summary lines, what is missing)."""
+    from retcore.plots.methods import (
+        faithfulness_curves_chart,
+        localisation_chart,
+        method_cost_chart,
+        sanity_curves_chart,
+    )
+    from retcore.sanity.summary import SURVIVAL_THRESHOLD
+
+    trust, run, split = data.trust, data.run_id, data.split
+    missing: list[str] = []
+    if trust is None or trust.empty:
+        missing.append(f"explanation-method figures (sanity checks, faithfulness against random): run {run} has "
+                       f"none; run `retcore sanity --run {run}` and `retcore explain --run {run} --split {split}`")
+        return [], missing
+    lines = ["", "## Can the maps be believed? (explanation methods)", ""]
+    lines += [f"- **{r['method']}** {r['verdict']}" for r in trust.verdicts.to_dict("records")]
+    w.table("method_verdicts", trust.verdicts)
+    if trust.sanity.empty:
+        missing.append(f"sanity-check curves: run `retcore sanity --run {run}`")
+    else:
+        n = int(trust.sanity["n_images"].max())
+        for measure in ("spearman", "ssim"):
+            w.figure(f"sanity_{measure}", f"Model-parameter randomisation: mean {measure} of each method's map "
+                     f"on the randomised model to its map on the trained model, 95% bootstrap band over {n} "
+                     f"images; dashed: the survival threshold {SURVIVAL_THRESHOLD:g}",
+                     sanity_curves_chart(trust.sanity, measure=measure, threshold=SURVIVAL_THRESHOLD), trust.sanity)
+    if trust.faithfulness.empty:
+        missing.append(f"faithfulness curves: run `retcore explain --run {run} --split {split}` "
+                       "(with --faithfulness-images other than 0)")
+    else:
+        setting = f"{trust.baseline} baseline, {trust.unit} steps"
+        w.figure("faithfulness_curves", f"Deletion / insertion curves ({setting}): mean probability of the "
+                 "explained class for each method's map and a random map, 95% bootstrap band over images",
+                 faithfulness_curves_chart(trust.curves), trust.curves)
+        w.table("faithfulness_summary", trust.faithfulness_all)
+        lines += ["", f"Faithfulness against a random map ({setting}; every setting in "
+                  "`faithfulness_summary.csv`):", ""]
+        lines += md_table(["method", "test", "images", "AUC", "random AUC", "difference [95% CI]", "Wilcoxon p",
+                           "verdict"],
+                          [[r["method"], r["test"], str(r["n_images"]), fmt_num(r["auc"]), fmt_num(r["random_auc"]),
+                            fmt_ci(r["difference"], r["difference_low"], r["difference_high"], 4),
+                            fmt_p(r["wilcoxon_p"]), str(r["verdict"]).split(":")[0]]
+                           for r in trust.faithfulness.to_dict("records")])
+    if not trust.localisation.empty:
+        w.figure("localisation", "Localisation of each method's explained-class map against the ground-truth "
+                 "masks: pointing game, mass accuracy, rank accuracy, 95% bootstrap intervals over images",
+                 localisation_chart(trust.localisation), trust.localisation)
+    if not trust.costs.empty:
+        w.figure("method_cost", "Seconds per image and method of the faithfulness measurement and of the "
+                 "sanity checks, as the jobs timed them", method_cost_chart(trust.costs), trust.costs)
+    return lines, missing
+
+
 def methods_section(used: set[str], n_boot: int, n_permutations: int, seed: int) -> list[str]:
     """The summary's list of statistical methods, for the figures written."""
     methods = [
@@ -209,4 +264,12 @@ def methods_section(used: set[str], n_boot: int, n_permutations: int, seed: int)
     if "zone_confidence" in used:
         methods.append("Spearman rank correlation (two-sided t-test p-value); the drawn line is an ordinary "
                        "least-squares fit with its 95% confidence band of the mean.")
+    if "sanity_spearman" in used:
+        methods.append("Model-parameter randomisation (Adebayo et al. 2018): Spearman rank correlation and SSIM "
+                       "(7x7 window) of absolute maps, percentile bootstrap over images; a method fails when the "
+                       "lower 95% bound at the fully randomised step stays above 0.5.")
+    if "faithfulness_curves" in used:
+        methods.append("Deletion (MoRF, LeRF) and insertion curves of the explained class's probability, AUC by "
+                       "the trapezoid rule; difference to a seeded random map of the same resolution with a "
+                       "percentile bootstrap interval over images and a Wilcoxon signed-rank test.")
     return [f"- {m}" for m in methods]

@@ -33,17 +33,22 @@ def method_list(text: str) -> list[str]:
 
 
 def explain_run_config(run_id: str, methods: list[str], split: str, *, target: str, start_layer: int,
-                       batch_size: int, faithfulness_images: int) -> dict:
+                       batch_size: int, faithfulness_images: int, faithfulness_baseline: str = "blur",
+                       faithfulness_units: str = "token,pixel") -> dict:
     """The ``runs.config`` of an explain run of finetune run ``run_id`` (an id, not ``latest``)."""
     return {"run": run_id, "methods": list(methods), "split": split, "target": target, "start_layer": start_layer,
-            "batch_size": batch_size, "faithfulness_images": faithfulness_images}
+            "batch_size": batch_size, "faithfulness_images": faithfulness_images,
+            "faithfulness_baseline": faithfulness_baseline,
+            "faithfulness_units": ",".join(unit_list(faithfulness_units))}
 
 
 def options_run_config(options: Mapping[str, Any]) -> dict:
     """The ``runs.config`` that ``retcore explain`` with ``options`` records (``--run`` given as an id)."""
     return explain_run_config(options["run"], method_list(options["methods"]), options["split"],
                               target=options["target"], start_layer=options["start_layer"],
-                              batch_size=options["batch_size"], faithfulness_images=options["faithfulness_images"])
+                              batch_size=options["batch_size"], faithfulness_images=options["faithfulness_images"],
+                              faithfulness_baseline=options["faithfulness_baseline"],
+                              faithfulness_units=options["faithfulness_units"])
 
 
 def _read(db, read, *args):
@@ -165,7 +170,8 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
         run_predict(trained.run_id, split, db=db_path, batch_size=batch_size, device=device,
                     num_workers=num_workers, command=command)
     config = explain_run_config(trained.run_id, methods, split, target=target, start_layer=start_layer,
-                                batch_size=batch_size, faithfulness_images=faithfulness_images)
+                                batch_size=batch_size, faithfulness_images=faithfulness_images,
+                                faithfulness_baseline=faithfulness_baseline, faithfulness_units=faithfulness_units)
 
     with record_run(db_path, "explain", config=config, command=command, parent_run_id=trained.run_id,
                     out_dir=str(results_root)) as rec:

@@ -10,8 +10,10 @@ and, for one split of a fine-tuned run, writes to ``--out``:
 
 Classification figures need only predictions; the explanation figures (zone
 score vs confidence, zone-score distributions, drift between classes, mean
-heatmaps) need ``retcore explain`` on the split, and the summary says when
-they are missing. The numbers are those the dashboard shows (one computation in
+heatmaps) need ``retcore explain`` on the split; the Methods page's figures (sanity-check
+curves, deletion / insertion curves against a random map, localisation, cost per method) need
+``retcore sanity`` and the faithfulness step of ``retcore explain``. The summary says what is
+missing. The numbers are those the dashboard shows (one computation in
 ``retcore.results``); this module only draws and writes them.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from jobs._export_sections import (
     explanation_section,
     methods_section,
     strata_section,
+    trust_section,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 
     from retcore.results.drift import ClassMaps
     from retcore.results.headline import Classification
+    from retcore.results.methods import MethodsReport
     from retcore.results.strata import StrataTable
     from retcore.results.zones import Focus
 
@@ -70,6 +74,7 @@ class RunData:
     scores: pd.DataFrame | None = None
     zone_tests: pd.DataFrame | None = None
     focus: Focus | None = None
+    trust: MethodsReport | None = None  # sanity checks, faithfulness, localisation (the Methods page)
 
 
 @dataclass
@@ -110,7 +115,7 @@ def load_run_data(db: Path | None, run: str, split: str = "test", *, method: str
     split without predictions, or a method / zone set / zone the run does not have.
     """
     from retcore.errors import DatabaseError, RetcoreError
-    from retcore.results import drift, headline, predictions, runs, strata, zones
+    from retcore.results import drift, headline, methods, predictions, runs, strata, zones
     from retcore.results.executor import tables
     from retcore.storage import connect, resolve_db_path
 
@@ -138,6 +143,7 @@ def load_run_data(db: Path | None, run: str, split: str = "test", *, method: str
                                                       level=LEVEL, roc=True),
                        epochs=runs.epochs(con, run_id), strata=strata.accuracy_strata(con, run_id, split, meta, LEVEL),
                        zone_set=zone_set)
+        data.trust = methods.methods_report(con, run_id, split, n_boot=n_boot)
         if not available:
             return data
         data.method = chosen
@@ -168,6 +174,10 @@ def _expected_figures(data: RunData) -> int:
     if data.maps is not None:
         count += any(np.isfinite(m).all() for m in data.maps.means.values()) + (not data.maps.matrix.empty)
     count += 2 * (data.zone is not None)
+    trust = data.trust
+    if trust is not None:
+        count += 2 * (not trust.sanity.empty) + (not trust.curves.empty) + (not trust.localisation.empty)
+        count += not trust.costs.empty
     return int(count)
 
 
@@ -219,6 +229,9 @@ def _write_export(data: RunData, out: Path, bar: Any, *, n_boot: int, n_permutat
         ex_lines, ex_missing = explanation_section(data, writer, n_permutations)
         lines += ex_lines
         result.missing += ex_missing
+    trust_lines, trust_missing = trust_section(data, writer)
+    lines += trust_lines
+    result.missing += trust_missing
     if not data.strata.has_quality:
         result.missing.append("image-quality strata: no image_quality rows (computed by `retcore explain`)")
     if result.missing:

@@ -102,6 +102,9 @@ def _explain_options(config: Mapping[str, Any]) -> Options:
     options = {k: config.get(k) for k in ("run", "split", "target", "start_layer", "batch_size",
                                           "faithfulness_images")}
     options["methods"] = ",".join(config.get("methods") or [])
+    # explain runs recorded before the faithfulness settings were stored used the defaults
+    options["faithfulness_baseline"] = config.get("faithfulness_baseline") or "blur"
+    options["faithfulness_units"] = config.get("faithfulness_units") or "token,pixel"
     return options
 
 
@@ -144,7 +147,7 @@ JOB_COMMANDS: dict[str, JobCommand] = {
     "explain": JobCommand(("explain",), _explain_options, _job_config("jobs.explain"),
                           always=("run", "methods", "split")),
     "sanity": JobCommand(("sanity",), _sanity_options, _job_config("jobs.sanity"),
-                         always=("run", "methods", "split")),
+                         always=("run", "methods", "split"), outputs=("seconds_per_image",)),
     "study": JobCommand(("study", "shortcut"), _study_options, _job_config("jobs.study"), outputs=("summary",)),
 }
 

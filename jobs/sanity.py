@@ -173,6 +173,8 @@ def run_sanity(run: str, methods: list[str], split: str = "test", *, db: Path | 
         total = sum(missing.values())
         bar = tqdm(total=total, desc=f"sanity {split}", unit="map")
         written, started = 0, time.perf_counter()
+        seconds_by_method = dict.fromkeys(methods, 0.0)
+        images_by_method: dict[str, set[str]] = {m: set() for m in methods}
         for ids, xb in _batches(todo, classes, size, batch_size, num_workers):
             x = xb.to(torch_device)
             targets = torch.tensor([targets_by_id[i] for i in ids], device=torch_device)
@@ -189,6 +191,9 @@ def run_sanity(run: str, methods: list[str], split: str = "test", *, db: Path | 
                              "image_id": ids[k], "target": int(targets[k]), "spearman": float(rho),
                              "ssim": float(sim)}
                             for r in result.methods for k, rho, sim in zip(r.images, r.spearman, r.ssim)]
+                    for r in result.methods:
+                        seconds_by_method[r.method] += r.seconds
+                        images_by_method[r.method].update(ids[k] for k in r.images)
                     write_sanity_checks(db_path, pd.DataFrame(rows))
                     written += len(rows)
                     bar.update(len(rows))
@@ -196,6 +201,9 @@ def run_sanity(run: str, methods: list[str], split: str = "test", *, db: Path | 
                                  f"({result.step.layer}): {written}/{total} maps")
         bar.close()
         seconds = time.perf_counter() - started
+        costs = {m: seconds_by_method[m] / len(images_by_method[m]) for m in methods if images_by_method[m]}
+        if costs:  # read by retcore.results.sanity.sanity_costs (the Methods page's cost per image)
+            rec.update(config={**config, "seconds_per_image": costs})
         if written:
             n_img = len(todo)
             tqdm.write(f"sanity: {written} randomised maps of {n_img} images in {seconds:.1f} s "

@@ -48,14 +48,16 @@ if not faith_all.empty:
 
 st.subheader(f"Verdicts · run {run}")
 sanity_verdicts = data.sanity_verdicts(run)
-verdicts = data.method_verdicts(sanity_verdicts, faith)
+data_verdicts = data.sanity_verdicts(run, test="data")
+verdicts = data.method_verdicts(sanity_verdicts, faith, data_verdicts)
 for row in verdicts.itertuples():
     icon = {"passes": ":material/check_circle:", "fails": ":material/error:"}.get(row.randomisation,
                                                                                  ":material/help:")
     st.markdown(f"{icon} **{row.method}** {row.verdict}")
 st.caption(f"Randomisation check: fails when, with every layer randomised (cascading), the lower end of the "
            f"95% interval of the Spearman or SSIM similarity to the trained map stays above "
-           f"{SURVIVAL_THRESHOLD:g}. Faithfulness ({baseline or '–'} baseline, {unit or '–'} steps, {split}): "
+           f"{SURVIVAL_THRESHOLD:g}; the data randomisation check (where `retcore study shortcut "
+           "--shuffled-labels` ran) applies the same rule to the model fine-tuned on shuffled labels. Faithfulness ({baseline or '–'} baseline, {unit or '–'} steps, {split}): "
            "the AUC gain over a random map of the same resolution on the test's better side, with its "
            "95% bootstrap interval over images; *beats random* when the interval excludes 0 and the "
            "Wilcoxon p < 0.05.")
@@ -109,12 +111,13 @@ else:
                   "relevance on the mask), rank accuracy (share of the top-|mask| pixels on the mask).")
 
 st.subheader("Cost per image")
-costs = (faith.dropna(subset=["seconds_per_image"]).groupby("method", as_index=False)["seconds_per_image"].mean()
-         if not faith.empty else pd.DataFrame(columns=["method", "seconds_per_image"]))
+costs = data.method_costs(faith, data.sanity_costs(run))
 if costs.empty:
     st.caption("No timing stored: `retcore explain` stores the faithfulness cost per image and method when "
-               "it measures faithfulness.")
+               "it measures faithfulness, and `retcore sanity` the cost of its randomisation checks.")
 else:
     chart(method_cost_chart(costs), costs, f"cost-{run}-{split}",
-          caption="Seconds per image and method of the faithfulness measurement as `retcore explain` timed it "
-                  "(every unit and test, random maps included; the job's total divided by its methods).")
+          caption="Seconds per image and method as the jobs timed them: faithfulness (`retcore explain`: every "
+                  "unit and test, random maps included; the job's total divided by its methods) and sanity "
+                  "checks (`retcore sanity`: the randomised maps of every step and their comparison, the "
+                  "re-initialisation of the layers not included).")

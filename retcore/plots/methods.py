@@ -111,10 +111,18 @@ def localisation_chart(summary: pd.DataFrame, *, width: int = 220, title: str | 
 
 
 def method_cost_chart(costs: pd.DataFrame, *, width: int = 360, title: str | None = None) -> alt.Chart:
-    """Seconds per image and method (``method, seconds_per_image``) as horizontal bars."""
+    """Seconds per image and method (``method, seconds_per_image``) as horizontal bars; with a
+    ``measurement`` column (``method_costs``: faithfulness, sanity checks) one bar per measurement."""
     require_columns(costs, ["method", "seconds_per_image"], "costs")
-    return alt.Chart(costs).mark_bar(color=OKABE_ITO[0]).encode(
+    enc: dict = {}
+    if "measurement" in costs:
+        enc = {"color": alt.Color("measurement:N", title="measurement",
+                                  scale=alt.Scale(range=list(OKABE_ITO[:2]))),
+               "yOffset": alt.YOffset("measurement:N")}
+    tooltip = ["method:N", *(["measurement:N"] if "measurement" in costs else []),
+               alt.Tooltip("seconds_per_image:Q", format=".2f")]
+    return alt.Chart(costs).mark_bar(**({} if enc else {"color": OKABE_ITO[0]})).encode(
         y=alt.Y("method:N", title=None, sort="-x"),
         x=alt.X("seconds_per_image:Q", title="seconds per image"),
-        tooltip=["method:N", alt.Tooltip("seconds_per_image:Q", format=".2f")],
+        tooltip=tooltip, **enc,
     ).properties(width=width, **title_kw(title))

@@ -9,6 +9,8 @@ table reads as empty.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -17,8 +19,8 @@ from retcore.results.explained import explained_target
 from retcore.results.runs import run_classes
 from retcore.stats import N_BOOT, bootstrap_mean
 
-__all__ = ["LOCALISATION_MEASURES", "LOCALISATION_SUMMARY_COLUMNS", "faithfulness_line", "localisation_summary",
-           "method_verdicts"]
+__all__ = ["LOCALISATION_MEASURES", "LOCALISATION_SUMMARY_COLUMNS", "MethodsReport", "default_setting",
+           "faithfulness_line", "localisation_summary", "method_costs", "method_verdicts", "methods_report"]
 
 #: Columns of ``localisation`` that score a map against a mask (1 = all relevance on the mask).
 LOCALISATION_MEASURES = ("pointing_game", "mass_accuracy", "rank_accuracy")
@@ -81,7 +83,27 @@ def faithfulness_line(row: pd.Series | dict) -> str:
     return f"does not beat random on {row['test']} (gain {interval})"
 
 
-def method_verdicts(sanity: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.DataFrame:
+def method_costs(faithfulness: pd.DataFrame, sanity: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per image of each method's measurements: ``faithfulness`` (``faithfulness_summary``'s
+    rows; its ``seconds_per_image``, averaged over the rows of a method) and ``sanity``
+    (``sanity_costs``' rows). Columns method, measurement ('faithfulness' / 'sanity checks'),
+    seconds_per_image; methods without a timing are left out."""
+    parts = []
+    if len(faithfulness) and "seconds_per_image" in faithfulness:
+        timed = faithfulness.dropna(subset=["seconds_per_image"])
+        if len(timed):
+            parts.append(timed.groupby("method", as_index=False)["seconds_per_image"].mean()
+                         .assign(measurement="faithfulness"))
+    if len(sanity):
+        parts.append(sanity[["method", "seconds_per_image"]].assign(measurement="sanity checks"))
+    columns = ["method", "measurement", "seconds_per_image"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns].sort_values(["method", "measurement"], ignore_index=True)
+
+
+def method_verdicts(sanity: pd.DataFrame, faithfulness: pd.DataFrame,
+                    data_sanity: pd.DataFrame | None = None) -> pd.DataFrame:
     """One plain verdict per method: ``sanity`` (``sanity_verdicts``' rows) and ``faithfulness``
     (``faithfulness_summary``'s rows of one baseline and unit) joined per method.
 
@@ -89,7 +111,9 @@ def method_verdicts(sanity: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.Data
     of the method's faithfulness tests it beats random on, of how many: 'k/n', '' when none stored)
     and verdict: "passes the randomisation check; beats random on deletion_morf by +0.012 [+0.004,
     +0.020]; does not beat random on insertion (gain ...)". The AUC gain is method - random on the
-    test's better side (positive = better than random)."""
+    test's better side (positive = better than random). ``data_sanity`` (``sanity_verdicts(...,
+    test='data')``) adds the data randomisation test where it was run (column data_randomisation:
+    'passes' / 'fails' / 'not run')."""
     methods = list(dict.fromkeys([*sanity.get("method", pd.Series(dtype=str)).tolist(),
                                   *faithfulness.get("method", pd.Series(dtype=str)).tolist()]))
     rows = []
@@ -102,6 +126,12 @@ def method_verdicts(sanity: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.Data
         else:
             randomisation = "fails" if bool(s["flagged"].iloc[0]) else "passes"
             parts.append(f"{randomisation} the randomisation check")
+        d = (data_sanity[data_sanity["method"] == method] if data_sanity is not None and len(data_sanity)
+             else pd.DataFrame())
+        data_randomisation = "not run"
+        if len(d) and not pd.isna(d["flagged"].iloc[0]):
+            data_randomisation = "fails" if bool(d["flagged"].iloc[0]) else "passes"
+            parts.append(f"{data_randomisation} the data randomisation check")
         f = faithfulness[faithfulness["method"] == method] if len(faithfulness) else faithfulness
         if len(f) == 0:
             beats = ""
@@ -109,6 +139,61 @@ def method_verdicts(sanity: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.Data
         else:
             beats = f"{int(f['beats_random'].astype(bool).sum())}/{len(f)}"
             parts += [faithfulness_line(r) for _, r in f.iterrows()]
-        rows.append({"method": method, "randomisation": randomisation, "beats_random": beats,
-                     "verdict": "; ".join(parts)})
-    return pd.DataFrame(rows, columns=["method", "randomisation", "beats_random", "verdict"])
+        rows.append({"method": method, "randomisation": randomisation, "data_randomisation": data_randomisation,
+                     "beats_random": beats, "verdict": "; ".join(parts)})
+    return pd.DataFrame(rows, columns=["method", "randomisation", "data_randomisation", "beats_random", "verdict"])
+
+
+@dataclass
+class MethodsReport:
+    """Everything the Methods page shows for one run and split, read at once (``retcore export``).
+
+    ``baseline`` / ``unit``: the faithfulness setting of ``faithfulness`` and ``curves`` (None
+    when none is stored). Frames are empty where the measurement was not run.
+    """
+
+    run_id: str
+    split: str
+    baseline: str | None
+    unit: str | None
+    sanity: pd.DataFrame  # sanity_summary: the curves
+    verdicts: pd.DataFrame  # method_verdicts
+    faithfulness_all: pd.DataFrame  # faithfulness_summary, every baseline and unit
+    faithfulness: pd.DataFrame  # the rows of (baseline, unit)
+    curves: pd.DataFrame  # faithfulness_mean_curves of (baseline, unit)
+    localisation: pd.DataFrame  # localisation_summary
+    costs: pd.DataFrame  # method_costs
+
+    @property
+    def empty(self) -> bool:
+        return self.sanity.empty and self.faithfulness_all.empty and self.localisation.empty
+
+
+def default_setting(summary: pd.DataFrame) -> tuple[str | None, str | None]:
+    """The faithfulness (baseline, unit) shown first: ``blur`` and ``token`` when stored, else the
+    first stored in alphabetical order; (None, None) without rows."""
+    if summary.empty:
+        return None, None
+    baselines, units = sorted(summary["baseline"].unique()), sorted(summary["unit"].unique())
+    return ("blur" if "blur" in baselines else baselines[0]), ("token" if "token" in units else units[0])
+
+
+def methods_report(q: Source, run: str, split: str = "test", *, baseline: str | None = None,
+                   unit: str | None = None, n_boot: int = N_BOOT) -> MethodsReport:
+    """Read run ``run``'s sanity checks, faithfulness (of ``baseline`` / ``unit``, default
+    :func:`default_setting`), localisation and costs on ``split``, with the verdict per method."""
+    from retcore.results.faithfulness import faithfulness_mean_curves, faithfulness_summary
+    from retcore.results.sanity import sanity_costs, sanity_summary, sanity_verdicts
+
+    sanity = sanity_summary(q, run, n_boot=n_boot)
+    faith_all = faithfulness_summary(q, run, split)
+    chosen = default_setting(faith_all)
+    baseline, unit = baseline or chosen[0], unit or chosen[1]
+    faith = faith_all[(faith_all["baseline"] == baseline) & (faith_all["unit"] == unit)].reset_index(drop=True)
+    curves = (faithfulness_mean_curves(q, run, split, baseline=baseline, unit=unit, n_boot=n_boot)
+              if len(faith) else pd.DataFrame())
+    verdicts = method_verdicts(sanity_verdicts(q, run, n_boot=n_boot), faith,
+                               sanity_verdicts(q, run, n_boot=n_boot, test="data"))
+    return MethodsReport(run, split, baseline if len(faith) else None, unit if len(faith) else None, sanity,
+                         verdicts, faith_all, faith, curves, localisation_summary(q, run, split, n_boot=n_boot),
+                         method_costs(faith, sanity_costs(q, run)))

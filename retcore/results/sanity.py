@@ -12,13 +12,15 @@ table (older than schema v5) reads as empty.
 """
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from retcore.results.executor import Source, frame, tables
 from retcore.sanity.summary import SURVIVAL_THRESHOLD, summarize, verdicts
 from retcore.stats import N_BOOT
 
-__all__ = ["ROW_COLUMNS", "sanity_rows", "sanity_seeds", "sanity_summary", "sanity_verdicts"]
+__all__ = ["ROW_COLUMNS", "sanity_costs", "sanity_rows", "sanity_seeds", "sanity_summary", "sanity_verdicts"]
 
 #: Columns of :func:`sanity_rows`.
 ROW_COLUMNS = ["run_id", "sanity_run_id", "method", "mode", "seed", "step", "layer", "image_id", "target",
@@ -74,3 +76,24 @@ def sanity_verdicts(q: Source, run: str, *, seed: int | None = None, methods: li
     labels), ``flagged`` (True = its maps survive randomisation, False = passes, NA = not run)
     and a one-line ``verdict``."""
     return verdicts(sanity_summary(q, run, seed=seed, methods=methods, n_boot=n_boot), threshold, test=test)
+
+
+def sanity_costs(q: Source, run: str) -> pd.DataFrame:
+    """Seconds per image and method of ``run``'s randomisation checks, as ``retcore sanity`` timed them
+    (the randomised maps and their comparison over every step it ran; columns method,
+    seconds_per_image, mode). The latest sanity run that timed a method wins; runs recorded before
+    the timing was stored (and the study's data test) have none."""
+    columns = ["method", "seconds_per_image", "mode"]
+    if "runs" not in tables(q):
+        return pd.DataFrame(columns=columns)
+    runs = frame(q, "SELECT config FROM runs WHERE job = 'sanity' AND parent_run_id = ? AND status = 'succeeded' "
+                    "ORDER BY started_at", (run,))
+    latest: dict[str, dict] = {}
+    for text in runs["config"]:
+        try:
+            config = json.loads(text) if isinstance(text, str) else dict(text or {})
+        except (TypeError, ValueError):
+            continue
+        for method, seconds in (config.get("seconds_per_image") or {}).items():
+            latest[method] = {"method": method, "seconds_per_image": float(seconds), "mode": config.get("mode")}
+    return pd.DataFrame(list(latest.values()), columns=columns).sort_values("method", ignore_index=True)

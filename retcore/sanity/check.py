@@ -1,6 +1,7 @@
 """The model-parameter randomisation test on one batch: maps on each step's model vs the trained one."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,12 +24,15 @@ class MethodSimilarity:
         method: explanation method name.
         images: (n,) indices into the batch of the images compared.
         spearman, ssim: (n,) float64 (see :mod:`retcore.sanity.similarity`).
+        seconds: wall seconds of the randomised maps and their comparison (the cost of the
+            step for this method, the model's re-initialisation not included).
     """
 
     method: str
     images: np.ndarray
     spearman: np.ndarray
     ssim: np.ndarray
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,10 @@ def sanity_check(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
                 idx = needs[step.index, method]
                 if not idx:
                     continue
+                started = time.perf_counter()
                 sel = torch.as_tensor(idx, device=images.device)
                 maps = _maps(model, images[sel], method, targets[sel], start_layer)
                 rho, sim = map_similarity(ref[method][idx], maps)
-                result.methods.append(MethodSimilarity(method, np.asarray(idx), rho, sim))
+                result.methods.append(MethodSimilarity(method, np.asarray(idx), rho, sim,
+                                                       time.perf_counter() - started))
             yield result

@@ -10,7 +10,7 @@ import time
 import duckdb
 import pytest
 
-PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "jobs"]
+PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "jobs"]
 
 
 @pytest.fixture(scope="module")

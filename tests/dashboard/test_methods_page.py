@@ -43,6 +43,7 @@ def test_page_shows_verdicts_and_charts(app, texts, specs, checked):
     marks = json.dumps(charts)
     assert len(charts) >= 3  # sanity curves, faithfulness curves, cost (+ localisation where masks exist)
     assert '"layer"' in marks and '"fraction"' in marks and '"seconds_per_image"' in marks
+    assert '"field": "measurement"' in marks  # the cost chart splits faithfulness and sanity timings
     assert len(at.get("download_button")) >= 3 * 4
     assert not at.error
 
@@ -83,6 +84,11 @@ def test_verdict_wording():
                                        "(gain +0.001 [-0.002, +0.004])")
     assert out.loc["a", "beats_random"] == "1/2"
     assert out.loc["b", "verdict"] == "fails the randomisation check; faithfulness not measured"
+    data = pd.DataFrame({"method": ["a", "b"], "flagged": [True, pd.NA]})
+    both = method_verdicts(sanity, faith, data).set_index("method")
+    assert both.loc["a", "verdict"].startswith("passes the randomisation check; fails the data randomisation "
+                                               "check; beats random on deletion_morf")
+    assert both.loc["a", "data_randomisation"] == "fails" and both.loc["b", "data_randomisation"] == "not run"
     worse = faithfulness_line({"test": "insertion", "better": "higher", "difference": -0.02,
                                "difference_low": -0.03, "difference_high": -0.01, "beats_random": False})
     assert worse.startswith("is worse than random on insertion")
@@ -121,3 +127,22 @@ def test_empty_database_explains(app, texts, tmp_path):
 
     at = app(open_db(tmp_path / "results.duckdb"), "methods")
     assert at.info and "retcore" in texts(at)
+
+
+def test_costs_join_faithfulness_and_sanity_timings(checked):
+    import duckdb
+
+    from retcore.results.faithfulness import faithfulness_summary
+    from retcore.results.methods import method_costs
+    from retcore.results.sanity import sanity_costs
+
+    with duckdb.connect(str(checked["db"]), read_only=True) as con:
+        sanity = sanity_costs(con, checked["run_id"])
+        faith = faithfulness_summary(con, checked["run_id"], "test")
+    # the sanity job timed the one method it checked, per image
+    assert sanity["method"].tolist() == ["lrp"] and (sanity["seconds_per_image"] > 0).all()
+    assert sanity["mode"].tolist() == ["cascading"]
+    costs = method_costs(faith, sanity)
+    assert set(costs["measurement"]) == {"faithfulness", "sanity checks"}
+    assert set(costs.loc[costs["measurement"] == "faithfulness", "method"]) == set(faith["method"])
+    assert costs["seconds_per_image"].gt(0).all()

@@ -84,6 +84,36 @@ def test_explained_run_exports_zone_and_heatmap_figures(tiny_explained, tmp_path
     assert "`periphery` zone score" in text  # the default zone of the anatomy set
     scores = pd.read_csv(result.out / "zone_distributions.csv")
     assert {"optic_disc", "macula", "central", "periphery"} <= set(scores["zone"])
+    # faithfulness was measured (4 images) but no sanity check was run: said so, curves exported
+    _check_figure(result.out, "faithfulness_curves")
+    assert "## Can the maps be believed?" in text and "randomisation check not run" in text
+    assert any(m.startswith("sanity-check curves") for m in result.missing)
+
+
+def test_methods_figures_are_exported_with_their_verdicts(tiny_explained, tmp_path):
+    import shutil
+
+    from jobs.export import run_export
+    from jobs.sanity import run_sanity
+
+    db = tmp_path / "results.duckdb"
+    shutil.copy(tiny_explained["db"], db)
+    run_sanity(tiny_explained["run_id"], ["lrp", "gae"], "test", db=db, results=tmp_path / "results", images=2,
+               mode="cascading", batch_size=2, device="cpu", num_workers=0)
+    result = run_export(tiny_explained["run_id"], tmp_path / "fig", db=db, n_boot=100, n_permutations=20)
+    for name in ("sanity_spearman", "sanity_ssim", "faithfulness_curves", "method_cost"):
+        _check_figure(result.out, name)
+    verdicts = pd.read_csv(result.out / "method_verdicts.csv").set_index("method")
+    assert set(verdicts.index) == {"lrp", "gae"}
+    assert verdicts["randomisation"].isin(["passes", "fails"]).all()
+    text = (result.out / "summary.md").read_text()
+    for method in ("lrp", "gae"):
+        line = next(x for x in text.splitlines() if x.startswith(f"- **{method}** "))
+        assert "the randomisation check" in line and "random on deletion_morf" in line, line
+    assert "Model-parameter randomisation (Adebayo" in text and "Wilcoxon signed-rank" in text
+    costs = pd.read_csv(result.out / "method_cost.csv")
+    assert set(costs["measurement"]) == {"faithfulness", "sanity checks"}
+    assert not any("sanity" in m or "faithfulness" in m for m in result.missing)
 
 
 def test_cli_writes_files_and_reports_bad_input_in_one_line(tiny_pipeline, tmp_path):

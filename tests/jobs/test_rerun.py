@@ -98,6 +98,7 @@ def test_every_recorded_run_parses_back_to_its_config(every_kind):
         assert options["db"] == db
         stored = json.loads(row.config)
         stored.pop("summary", None)  # the study's results, added when it finished
+        stored.pop("seconds_per_image", None)  # the sanity job's timing, added when it finished
         rebuilt = importlib.import_module(CONFIG_OF[row.job]).options_run_config(options)
         assert json.loads(json.dumps(rebuilt)) == stored, row.job
 
@@ -145,6 +146,12 @@ def test_only_values_that_differ_from_the_defaults_are_written():
                "batch_size": 8, "faithfulness_images": 4}
     assert rerun("explain", explain).command == \
         "retcore explain --run f1 --methods lrp,gae --split test --target label --faithfulness-images 4"
+    # the faithfulness baseline and steps are recorded and come back on the command line
+    explain.update(faithfulness_baseline="mean", faithfulness_units="token")
+    again = rerun("explain", explain)
+    assert again.command == ("retcore explain --run f1 --methods lrp,gae --split test --target label "
+                             "--faithfulness-images 4 --faithfulness-baseline mean --faithfulness-units token")
+    assert again.differences == ()
 
 
 def test_settings_the_command_line_cannot_express_are_reported():
