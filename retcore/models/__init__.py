@@ -18,7 +18,7 @@ from retcore.models.checkpoint import (
     save_checkpoint,
 )
 from retcore.models.heads import HEAD_INIT_STD, DoubleFcNormVisionTransformer, init_head, uses_double_fc_norm
-from retcore.models.pos_embed import resize_pos_embed
+from retcore.models.pos_embed import at_input_size, resize_pos_embed
 from retcore.models.registry import (
     GLOBAL_POOLS,
     MODEL_REGISTRY,
@@ -32,6 +32,7 @@ from retcore.models.registry import (
 from retcore.models.vit import ViTSpec, build_vit  # noqa: F401  (import registers the built-in models)
 
 __all__ = [
+    "at_input_size",
     "CHECKPOINT_KINDS",
     "GLOBAL_POOLS",
     "HEAD_INIT_STD",

@@ -10,12 +10,14 @@ fine-tuning code.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["grid_of", "resize_pos_embed"]
+__all__ = ["at_input_size", "grid_of", "resize_pos_embed"]
 
 
 def grid_of(num_tokens: int, num_prefix_tokens: int = 1) -> int:
@@ -66,3 +68,37 @@ def resize_pos_embed(
     grid = F.interpolate(grid.float(), size=(gh, gw), mode="bicubic", align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, dim).to(pos_embed.dtype)
     return torch.cat([prefix, grid], dim=1)
+
+
+def at_input_size(model: nn.Module, img_size: int | tuple[int, int]) -> nn.Module:
+    """A copy of timm ViT ``model`` that takes ``img_size`` inputs: its position embedding resized
+    (:func:`resize_pos_embed`, as RETFound's fine-tuning code does) and its patch embedding's
+    image and grid size set; the weights are otherwise shared values (a deep copy, in eval mode if
+    ``model`` is). E.g. a model trained at 224 px explained at 448 px gives 28 x 28 token maps.
+
+    Args:
+        model: a timm ``VisionTransformer`` with an absolute ``pos_embed`` (not modified).
+        img_size: side in pixels, or (height, width); multiples of the patch size.
+
+    Raises:
+        ValueError: a size that is not a positive multiple of the patch size, or a model without
+            a learned absolute position embedding.
+    """
+    h, w = (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
+    pe = getattr(model, "patch_embed", None)
+    pos = getattr(model, "pos_embed", None)
+    if pe is None or not isinstance(pos, torch.Tensor):
+        raise ValueError("at_input_size needs a ViT with a patch embedding and an absolute pos_embed")
+    ph, pw = (int(p) for p in pe.patch_size)
+    if h <= 0 or w <= 0 or h % ph or w % pw:
+        raise ValueError(f"input size {h}x{w} is not a positive multiple of the patch size {ph}x{pw}")
+    out = copy.deepcopy(model)
+    grid = (h // ph, w // pw)
+    prefix = 0 if getattr(out, "no_embed_class", False) else int(out.num_prefix_tokens)
+    with torch.no_grad():
+        out.pos_embed = nn.Parameter(resize_pos_embed(out.pos_embed.data, grid, prefix),
+                                     requires_grad=out.pos_embed.requires_grad)
+    out.patch_embed.img_size = (h, w)
+    out.patch_embed.grid_size = grid
+    out.patch_embed.num_patches = grid[0] * grid[1]
+    return out

@@ -60,3 +60,32 @@ def test_rejects_non_square() -> None:
     with pytest.raises(ValueError):
         resize_pos_embed(torch.zeros(17, 4), (4, 4), 1)
     assert grid_of(197, 1) == 14
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_at_input_size_gives_finer_token_maps_and_leaves_the_model(make_tiny, stem: str) -> None:
+    import dataclasses
+
+    from retcore.explain import relevance
+    from retcore.models import at_input_size
+    from retcore.models.vit import DEMO_SPEC
+
+    spec = dataclasses.replace(DEMO_SPEC, embed_dim=64, depth=2, num_heads=2, stem=stem)
+    model = make_tiny(spec=spec, img_size=64).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    big = at_input_size(model, 128)
+    # the original is untouched; the copy has an 8 x 8 grid with the resized embedding
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert tuple(big.patch_embed.grid_size) == (8, 8) and big.pos_embed.shape[1] == 1 + 64
+    torch.testing.assert_close(big.pos_embed.data, resize_pos_embed(model.pos_embed.data, (8, 8), 1))
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert big(x).shape == (2, 3)
+    assert relevance(big, x, "lrp", torch.tensor([0, 1])).shape == (2, 8, 8)
+    # at its own size the copy computes exactly what the model does
+    same = at_input_size(model, 64)
+    small = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(same(small), model(small))
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        at_input_size(model, 100)
