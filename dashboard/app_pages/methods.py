@@ -57,7 +57,8 @@ for row in verdicts.itertuples():
 st.caption(f"Randomisation check: fails when, with every layer randomised (cascading), the lower end of the "
            f"95% interval of the Spearman or SSIM similarity to the trained map stays above "
            f"{SURVIVAL_THRESHOLD:g}; the data randomisation check (where `retcore study shortcut "
-           "--shuffled-labels` ran) applies the same rule to the model fine-tuned on shuffled labels. Faithfulness ({baseline or '–'} baseline, {unit or '–'} steps, {split}): "
+           "--shuffled-labels` ran) applies the same rule to the model fine-tuned on shuffled labels. "
+           f"Faithfulness ({baseline or '–'} baseline, {unit or '–'} steps, {split}): "
            "the AUC gain over a random map of the same resolution on the test's better side, with its "
            "95% bootstrap interval over images; *beats random* when the interval excludes 0 and the "
            "Wilcoxon p < 0.05.")

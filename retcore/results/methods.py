@@ -71,14 +71,18 @@ def localisation_summary(q: Source, run: str, split: str = "test", *, methods: l
 def faithfulness_line(row: pd.Series | dict) -> str:
     """One faithfulness summary row as plain words: "beats random on deletion_morf by 0.012 [0.004,
     0.020]" (the AUC gain over the random map on the test's better side, with its 95% interval),
-    "is worse than random on ..." or "does not beat random on ... (gain -0.001 [...])"."""
+    "is worse than random on ..." or "does not beat random on ... (gain -0.001 [...])". Beating and
+    losing follow the stored ``verdict`` (interval and Wilcoxon p < 0.05); a row without one is
+    worse when its interval lies below 0."""
     sign = -1.0 if row["better"] == "lower" else 1.0
     gain = sign * float(row["difference"])
     ends = sorted((sign * float(row["difference_low"]), sign * float(row["difference_high"])))
     interval = f"{gain:+.3f} [{ends[0]:+.3f}, {ends[1]:+.3f}]"
     if bool(row["beats_random"]):
         return f"beats random on {row['test']} by {interval}"
-    if ends[1] < 0:
+    stored = row.get("verdict") if hasattr(row, "get") else None
+    worse = str(stored).startswith("worse") if isinstance(stored, str) else ends[1] < 0
+    if worse:  # the stored verdict's rule: the interval on the worse side and Wilcoxon p < 0.05
         return f"is worse than random on {row['test']} ({interval})"
     return f"does not beat random on {row['test']} (gain {interval})"
 

@@ -146,3 +146,13 @@ def test_costs_join_faithfulness_and_sanity_timings(checked):
     assert set(costs["measurement"]) == {"faithfulness", "sanity checks"}
     assert set(costs.loc[costs["measurement"] == "faithfulness", "method"]) == set(faith["method"])
     assert costs["seconds_per_image"].gt(0).all()
+
+
+def test_verdict_line_follows_the_stored_verdict():
+    # interval below 0 but Wilcoxon p 0.08: the stored verdict says "does not beat random", so does the line
+    row = {"test": "insertion", "better": "higher", "difference": -0.04, "difference_low": -0.08,
+           "difference_high": -0.002, "beats_random": False,
+           "verdict": "does not beat random on insertion (higher AUC is better): ..."}
+    assert faithfulness_line(row).startswith("does not beat random on insertion (gain -0.040")
+    row["verdict"] = "worse than random on insertion (higher AUC is better): ..."
+    assert faithfulness_line(row).startswith("is worse than random on insertion")
