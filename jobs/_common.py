@@ -77,3 +77,30 @@ def set_threads() -> None:
         import torch
 
         torch.set_num_threads(max(os.cpu_count() or 1, 1))
+
+
+def launch_torchrun(job: str, nproc: int, argv: list[str]) -> int:
+    """Run ``retcore <job> argv`` in ``nproc`` processes on this machine under ``torchrun
+    --standalone`` (each rank reads its place from torchrun's environment); return the exit code.
+    ``--nproc`` options are dropped from ``argv`` (the ranks must not launch again); the arguments
+    reach the ranks through ``RETCORE_RANK_ARGV`` (:mod:`jobs._rank`)."""
+    import json
+    import subprocess
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           "-m", "jobs._rank"]
+    return subprocess.call(cmd, env=dict(os.environ, RETCORE_RANK_ARGV=json.dumps([job, *kept])))
+
+
+def job_argv(job: str) -> list[str]:
+    """The arguments after the job's name on this process's command line (``retcore finetune
+    --data X`` -> ``['--data', 'X']``; ``python -m jobs.finetune --data X`` -> the same)."""
+    return sys.argv[sys.argv.index(job) + 1:] if job in sys.argv[1:2] else sys.argv[1:]

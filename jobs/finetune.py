@@ -17,7 +17,16 @@ from typing import Annotated, Any
 import typer
 from tqdm.auto import tqdm
 
-from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir, set_threads
+from jobs._common import (
+    DbOption,
+    ResultsOption,
+    command_line,
+    friendly_errors,
+    job_argv,
+    launch_torchrun,
+    results_dir,
+    set_threads,
+)
 from retcore.errors import DataError, RetcoreError
 from retcore.train.config import FinetuneConfig
 
@@ -25,12 +34,17 @@ __all__ = ["finetune_run_config", "main", "options_finetune_config", "options_ru
 
 
 def finetune_run_config(cfg: FinetuneConfig, data: Path, *, val: float = 0.15, test: float = 0.15,
-                        split_seed: int = 0, patient_regex: str | None = None) -> dict:
-    """The ``runs.config`` of a fine-tuning run: two runs with equal configs are the same experiment."""
+                        split_seed: int = 0, patient_regex: str | None = None, world_size: int = 1) -> dict:
+    """The ``runs.config`` of a fine-tuning run: two runs with equal configs are the same experiment.
+    A data-parallel run records its ``world_size`` (the global batch is ``batch_size x world_size``)."""
     from retcore.data import DEFAULT_PATIENT_REGEX
 
-    return {"finetune": cfg.to_dict(), "data": str(Path(data).resolve()), "val": val, "test": test,
-            "split_seed": split_seed, "patient_regex": patient_regex or DEFAULT_PATIENT_REGEX}
+    config = {"finetune": {**cfg.to_dict(), "effective_lr": cfg.effective_lr(world_size)},
+              "data": str(Path(data).resolve()), "val": val, "test": test,
+              "split_seed": split_seed, "patient_regex": patient_regex or DEFAULT_PATIENT_REGEX}
+    if world_size > 1:
+        config["world_size"] = world_size
+    return config
 
 
 def options_finetune_config(options: Mapping[str, Any]) -> FinetuneConfig:
@@ -55,7 +69,7 @@ def options_run_config(options: Mapping[str, Any]) -> dict:
     """The ``runs.config`` that ``retcore finetune`` with ``options`` records (without ``--resume``)."""
     return finetune_run_config(options_finetune_config(options), options["data"], val=options["val"],
                                test=options["test"], split_seed=options["split_seed"],
-                               patient_regex=options["patient_regex"])
+                               patient_regex=options["patient_regex"], world_size=options.get("nproc") or 1)
 
 
 def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, results: Path | None = None,
@@ -71,14 +85,17 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
     from torch.utils.data import Subset  # noqa: F401  (import torch lazily for a fast --help)
 
     from jobs._dataset import prepare_dataset
-    from retcore.data import DEFAULT_PATIENT_REGEX, FundusDataset, build_eval_transform, build_train_transform
-    from retcore.models import create_model
+    from retcore.data import DEFAULT_PATIENT_REGEX
     from retcore.results.lookups import finetune_record
     from retcore.storage import connect
     from retcore.storage.runs import new_run_id, open_db, record_run
     from retcore.storage.writes import write_epoch, write_metrics
-    from retcore.train.finetune import fit, seed_everything
+    from retcore.train.distributed import broadcast, init_distributed
+    from retcore.train.finetune import fit
 
+    w = init_distributed(cfg.device)
+    if not w.main:
+        return _follow_rank0(results)
     db_path = open_db(db)
     if resume:
         if run_id is None:
@@ -97,44 +114,36 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
         run_id = run_id or new_run_id("finetune")
         out_dir = results_dir(db, results).resolve() / "runs" / run_id
     patient_regex = patient_regex or DEFAULT_PATIENT_REGEX
-    config = finetune_run_config(cfg, data, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex)
+    config = finetune_run_config(cfg, data, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex,
+                                 world_size=w.size)
 
     with record_run(db_path, "finetune", config=config, command=command, run_id=run_id, model=cfg.model,
                     seed=cfg.seed, out_dir=str(out_dir)) as rec:
-        prepared = prepare_dataset(db_path, Path(data), run_id=run_id, val=val, test=test, split_seed=split_seed,
-                                   patient_regex=patient_regex, strict=strict,
-                                   include_conflicting=cfg.include_conflicting, reuse=reuse_dataset)
-        rec.update(dataset_id=prepared.dataset_id)
-        records = prepared.records
-        if cfg.eye != "both":
-            records = [r for r in records if r.eye == cfg.eye]
-        train = [r for r in records if r.split == "train"]
-        val_records = [r for r in records if r.split == "val"]
-        if not train or not val_records:
-            raise DataError(
-                f"{data} has {len(train)} training and {len(val_records)} validation images "
-                f"(eye={cfg.eye}); add images or change --val/--eye"
-            )
-        classes = prepared.classes
-        seed_everything(cfg.seed)  # the initial weights (head, and the whole model without a checkpoint) follow --seed
-        model = create_model(cfg.model, len(classes), checkpoint=cfg.checkpoint, global_pool=cfg.global_pool,
-                             img_size=cfg.img_size, drop_path=cfg.drop_path)
-        train_tf = build_train_transform(cfg.img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
-                                         scale=cfg.crop_scale)
-        eval_tf = build_eval_transform(cfg.img_size)
-        spec = cfg.guide_spec()
-        if spec is not None:
-            from retcore.guide import GuidedDataset, JointTrainTransform
-
-            if spec.kind == "mask" and not any(r.mask_path for r in train):
-                raise DataError(f"--guide mask needs masks, but no training image of {data} has a mask_path; "
-                                "add a mask_path column to the manifest or use --guide center|anatomy")
-            joint_tf = JointTrainTransform(cfg.img_size, scale=cfg.crop_scale, auto_augment=cfg.auto_augment is not None,
-                                           re_prob=cfg.re_prob)
-            train_set = GuidedDataset(train, classes, spec, joint_tf)
-        else:
-            train_set = FundusDataset(train, classes, eval_tf if cfg.freeze_backbone else train_tf)
-        val_set = FundusDataset(val_records, classes, eval_tf)
+        try:
+            prepared = prepare_dataset(db_path, Path(data), run_id=run_id, val=val, test=test,
+                                       split_seed=split_seed, patient_regex=patient_regex, strict=strict,
+                                       include_conflicting=cfg.include_conflicting, reuse=reuse_dataset)
+            rec.update(dataset_id=prepared.dataset_id)
+            records = prepared.records
+            if cfg.eye != "both":
+                records = [r for r in records if r.eye == cfg.eye]
+            train = [r for r in records if r.split == "train"]
+            val_records = [r for r in records if r.split == "val"]
+            if not train or not val_records:
+                raise DataError(
+                    f"{data} has {len(train)} training and {len(val_records)} validation images "
+                    f"(eye={cfg.eye}); add images or change --val/--eye"
+                )
+            classes = prepared.classes
+            model, train_set, val_set = _build(cfg, train, val_records, classes, data)
+        except BaseException:
+            broadcast(None)  # the other ranks stop with rank 0
+            raise
+        meta = {"model": cfg.model, "num_classes": len(classes), "class_names": classes,
+                "img_size": cfg.img_size, "global_pool": cfg.global_pool, "run_id": run_id,
+                "dataset_id": prepared.dataset_id}
+        broadcast({"cfg": cfg, "train": train, "val": val_records, "classes": classes, "data": str(data),
+                   "out_dir": str(out_dir), "meta": meta, "resume": resume, "run_id": run_id})
         tqdm.write(f"run {run_id}: {len(train)} train / {len(val_records)} val images, "
                    f"{len(classes)} classes, model {cfg.model}, {cfg.epochs} epochs -> {out_dir}")
 
@@ -157,14 +166,54 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
                        + (f" guide {result.guide_penalty:.3f}" if result.guide_penalty is not None else "")
                        + (" *" if result.is_best else ""))
 
-        meta = {"model": cfg.model, "num_classes": len(classes), "class_names": classes,
-                "img_size": cfg.img_size, "global_pool": cfg.global_pool, "run_id": run_id,
-                "dataset_id": prepared.dataset_id}
         fitted = fit(model, train_set, val_set, classes, cfg, out_dir, meta=meta, resume=resume,
                      on_epoch=on_epoch, on_progress=on_progress, bars=functools.partial(tqdm, file=sys.stderr))
         rec.update(checkpoint=str(fitted.best_checkpoint))
         tqdm.write(f"best epoch {fitted.best_epoch + 1} score {fitted.best_score:.3f}: {fitted.best_checkpoint}")
     return run_id
+
+
+def _build(cfg: FinetuneConfig, train: list, val_records: list, classes: list[str], data: Path | str):
+    """``(model, train_set, val_set)`` of a run: the model seeded by ``cfg.seed`` (every rank builds
+    the same one), the datasets with the recipe's transforms."""
+    from retcore.data import FundusDataset, build_eval_transform, build_train_transform
+    from retcore.models import create_model
+    from retcore.train.finetune import seed_everything
+
+    seed_everything(cfg.seed)  # the initial weights (head, and the whole model without a checkpoint) follow --seed
+    model = create_model(cfg.model, len(classes), checkpoint=cfg.checkpoint, global_pool=cfg.global_pool,
+                         img_size=cfg.img_size, drop_path=cfg.drop_path)
+    train_tf = build_train_transform(cfg.img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
+                                     scale=cfg.crop_scale)
+    eval_tf = build_eval_transform(cfg.img_size)
+    spec = cfg.guide_spec()
+    if spec is not None:
+        from retcore.guide import GuidedDataset, JointTrainTransform
+
+        if spec.kind == "mask" and not any(r.mask_path for r in train):
+            raise DataError(f"--guide mask needs masks, but no training image of {data} has a mask_path; "
+                            "add a mask_path column to the manifest or use --guide center|anatomy")
+        joint_tf = JointTrainTransform(cfg.img_size, scale=cfg.crop_scale, auto_augment=cfg.auto_augment is not None,
+                                       re_prob=cfg.re_prob)
+        train_set = GuidedDataset(train, classes, spec, joint_tf)
+    else:
+        train_set = FundusDataset(train, classes, eval_tf if cfg.freeze_backbone else train_tf)
+    return model, train_set, FundusDataset(val_records, classes, eval_tf)
+
+
+def _follow_rank0(results: Path | None) -> str:
+    """A rank other than 0: train on what rank 0 prepared (it alone reads and writes the database);
+    return the run id."""
+    from retcore.train.distributed import broadcast, world
+    from retcore.train.finetune import fit
+
+    plan = broadcast(None)
+    if plan is None:
+        raise RetcoreError(f"rank {world().rank}: rank 0 stopped before training; its error says why")
+    cfg = plan["cfg"]
+    model, train_set, val_set = _build(cfg, plan["train"], plan["val"], plan["classes"], plan["data"])
+    fit(model, train_set, val_set, plan["classes"], cfg, plan["out_dir"], meta=plan["meta"], resume=plan["resume"])
+    return plan["run_id"]
 
 
 @friendly_errors
@@ -208,11 +257,18 @@ def main(
                                             "(Right for the Right Reasons).")] = "relevance",
     guide_radius: Annotated[float, typer.Option(help="--guide center: disk radius in FOV radii.")] = 0.6,
     guide_mask_bits: Annotated[int, typer.Option(help="--guide mask: mask bits that mark allowed pixels.")] = 1,
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (launches torchrun; "
+                                            "--batch-size is per process). For many machines run torchrun "
+                                            "yourself: README, 'Running on many GPUs and machines'.")] = 1,
     db: DbOption = None,
     results: ResultsOption = None,
 ) -> None:
     """Fine-tune a ViT on a fundus dataset with the RETFound recipe."""
+    import os
+
     options = dict(locals())  # every option by name; jobs.rerun parses a rerun command into the same dict
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(launch_torchrun("finetune", nproc, job_argv("finetune")))
     set_threads()
     if eye not in ("left", "right", "both"):
         raise RetcoreError(f"--eye {eye!r} is not one of left, right, both")
@@ -223,9 +279,14 @@ def main(
         cfg.guide_spec()
     except ValueError as exc:
         raise RetcoreError(str(exc)) from None
-    run_finetune(cfg, data, db=db, results=results, run_id=resume or run_id, resume=resume is not None,
-                 strict=strict, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex,
-                 command=command_line())
+    try:
+        run_finetune(cfg, data, db=db, results=results, run_id=resume or run_id, resume=resume is not None,
+                     strict=strict, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex,
+                     command=command_line())
+    finally:
+        from retcore.train.distributed import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":

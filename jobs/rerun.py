@@ -79,6 +79,7 @@ def _finetune_options(config: Mapping[str, Any]) -> Options:
     options["auto_augment"] = cfg["auto_augment"] if cfg["auto_augment"] is not None else "none"
     options["crop_scale_min"] = cfg["crop_scale"][0]
     regex = config.get("patient_regex")
+    options["nproc"] = config.get("world_size") or 1  # a data-parallel run: its process count
     options.update(data=config.get("data"), val=config.get("val"), test=config.get("test"),
                    split_seed=config.get("split_seed"),
                    patient_regex=None if regex == DEFAULT_PATIENT_REGEX else regex)
@@ -95,7 +96,8 @@ def _ingest_options(config: Mapping[str, Any]) -> Options:
 
 
 def _predict_options(config: Mapping[str, Any]) -> Options:
-    return {k: config.get(k) for k in ("run", "split", "batch_size", "device")}
+    return {**{k: config.get(k) for k in ("run", "split", "batch_size", "device")},
+            "nproc": config.get("world_size") or 1}
 
 
 def _explain_options(config: Mapping[str, Any]) -> Options:

@@ -58,9 +58,12 @@ class FinetuneConfig:
     guide_mask_bits: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def effective_lr(self) -> float:
-        """Peak learning rate: ``lr`` if set, else ``blr * batch_size * accum_iter / 256``."""
-        return self.lr if self.lr is not None else self.blr * self.batch_size * self.accum_iter / 256
+    def effective_lr(self, world_size: int = 1) -> float:
+        """Peak learning rate: ``lr`` if set, else ``blr x global batch / 256`` with the global batch
+        ``batch_size x accum_iter x world_size`` (``batch_size`` is per process, as in RETFound)."""
+        if self.lr is not None:
+            return self.lr
+        return self.blr * self.batch_size * self.accum_iter * world_size / 256
 
     def guide_spec(self):  # -> retcore.guide.GuideSpec | None
         """The run's :class:`~retcore.guide.GuideSpec`, or None for plain fine-tuning."""

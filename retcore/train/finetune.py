@@ -28,6 +28,7 @@ from retcore.metrics import ClassificationReport, classification_report, selecti
 from retcore.models.checkpoint import save_checkpoint
 from retcore.models.heads import uses_double_fc_norm
 from retcore.train.config import FinetuneConfig
+from retcore.train.distributed import ShardedOrder, all_gather, barrier, world, wrap
 from retcore.train.engine import RunningLoss, autocast, predict_probs, resolve_device, train_one_epoch
 from retcore.train.lr_decay import param_groups_lrd
 from retcore.train.schedule import cosine_lr
@@ -117,12 +118,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: nn.Module, cfg: FinetuneConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: FinetuneConfig, world_size: int = 1) -> torch.optim.AdamW:
     """AdamW over layer-decayed parameter groups (no weight decay on 1-D params)."""
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
     groups = param_groups_lrd(model, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
                               no_weight_decay=tuple(skip))
-    return torch.optim.AdamW(groups, lr=cfg.effective_lr())
+    return torch.optim.AdamW(groups, lr=cfg.effective_lr(world_size))
 
 
 class _PooledHead(nn.Module):
@@ -163,13 +164,40 @@ def extract_pooled_features(
 
 
 def _loader(dataset: Dataset, cfg: FinetuneConfig, *, train: bool, seed: int) -> DataLoader:
+    """Batches of ``cfg.batch_size`` (per process). Distributed, each rank reads its share of the
+    single-process order (:class:`~retcore.train.distributed.ShardedOrder`)."""
     workers = 0 if isinstance(dataset, TensorDataset) else cfg.num_workers
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=train, drop_last=train and len(dataset) > cfg.batch_size,
-        num_workers=workers, generator=generator, persistent_workers=workers > 0,
-        pin_memory=torch.cuda.is_available(),
-    )
+    w = world()
+    if not w.distributed:
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            dataset, batch_size=cfg.batch_size, shuffle=train, drop_last=train and len(dataset) > cfg.batch_size,
+            num_workers=workers, generator=generator, persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+    sampler = ShardedOrder(len(dataset), seed, w.rank, w.size, cfg.batch_size, drop_last=train, shuffle=train)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, num_workers=workers,
+                      generator=torch.Generator().manual_seed(seed * 1000 + w.rank),  # workers' augmentation
+                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+
+def _gathered(probs: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every rank's predictions of its share, joined in dataset order without the padding repeats."""
+    parts = all_gather((probs, labels, indices))
+    probs = np.concatenate([p[0] for p in parts if len(p[0])]) if any(len(p[0]) for p in parts) else probs
+    labels = np.concatenate([p[1] for p in parts])
+    indices = np.concatenate([p[2] for p in parts])
+    _, first = np.unique(indices, return_index=True)
+    return probs[first], labels[first], indices[first]
+
+
+def _gathered_features(features: TensorDataset) -> TensorDataset:
+    """Every rank's cached features of its share, joined in dataset order (padding repeats dropped)."""
+    parts = all_gather(tuple(t.cpu() for t in features.tensors))
+    feats, labels, indices = (torch.cat([p[i] for p in parts]) for i in range(3))
+    order = np.unique(indices.numpy(), return_index=True)[1]
+    keep = torch.as_tensor(order)
+    return TensorDataset(feats[keep], labels[keep], indices[keep])
 
 
 def _atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -182,9 +210,12 @@ def _evaluate(module: nn.Module, loader: DataLoader, class_names: list[str], dev
               amp: bool, bars: BarFactory) -> tuple[float, ClassificationReport | None]:
     bar = bars(total=len(loader), desc="validate", unit="batch", leave=False)
     try:
-        probs, labels, _ = predict_probs(module, loader, device=device, amp=amp, on_step=lambda step: bar.update(1))
+        probs, labels, indices = predict_probs(module, loader, device=device, amp=amp,
+                                               on_step=lambda step: bar.update(1))
     finally:
         bar.close()
+    if world().distributed:
+        probs, labels, indices = _gathered(probs, labels, indices)
     known = labels >= 0
     if not known.any():
         return float("nan"), None
@@ -228,8 +259,13 @@ def fit(
     validation batches, and one over the images whose features are cached
     (unit ``img``, ``freeze_backbone`` only). The inner bars do not stay.
     """
+    w = world()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if w.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if not w.main:  # rank 0 alone reports, draws bars and writes checkpoints
+        on_epoch = on_progress = None
+        bars = None
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model.to(device)
@@ -252,10 +288,11 @@ def fit(
         try:
             cached = []
             for dataset, size in zip((train_set, val_set), sizes):
-                batch = eval_loader_cfg.batch_size
-                cached.append(extract_pooled_features(
+                batch = eval_loader_cfg.batch_size * w.size
+                features = extract_pooled_features(
                     model, _loader(dataset, eval_loader_cfg, train=False, seed=0), device=device, amp=cfg.amp,
-                    on_step=lambda step, size=size, batch=batch: bar.update(min(batch, size - step * batch))))
+                    on_step=lambda step, size=size, batch=batch: bar.update(min(batch, max(size - step * batch, 0))))
+                cached.append(_gathered_features(features) if w.distributed else features)
         finally:
             bar.close()
         train_set, val_set = cached
@@ -267,7 +304,7 @@ def fit(
         from retcore.guide import get_penalty
 
         guide = get_penalty(spec.form)
-    optimizer = build_optimizer(trainable, cfg)
+    optimizer = build_optimizer(trainable, cfg, w.size)
     criterion = LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss()
 
     start_epoch, best_score, best_epoch = 0, -math.inf, -1
@@ -293,8 +330,9 @@ def fit(
         torch.set_rng_state(state["train_state"]["torch_rng"])
 
     val_loader = _loader(val_set, cfg, train=False, seed=0)
-    base_lr = cfg.effective_lr()
-    n_batches = math.ceil(len(train_set) / cfg.batch_size)
+    base_lr = cfg.effective_lr(w.size)
+    n_batches = math.ceil(len(train_set) / (cfg.batch_size * w.size))  # global batches per epoch
+    train_module = wrap(trainable, device)  # DistributedDataParallel when distributed
     steps = n_batches if cfg.max_train_batches is None else min(n_batches, cfg.max_train_batches)
     total_steps = cfg.epochs * steps
 
@@ -319,7 +357,7 @@ def fit(
             guide_log: list[float] = []
             try:
                 train_loss = train_one_epoch(
-                    trainable, train_loader, optimizer, criterion, lr_at=lr_at, epoch=epoch,
+                    train_module, train_loader, optimizer, criterion, lr_at=lr_at, epoch=epoch,
                     steps_per_epoch=steps, device=device, amp=cfg.amp, accum_iter=cfg.accum_iter,
                     max_batches=cfg.max_train_batches, on_step=step_progress,
                     guide=guide, guide_weight=cfg.guide_weight, guide_log=guide_log, running_loss=running,
@@ -331,12 +369,14 @@ def fit(
             is_best = bool(np.isfinite(score) and score > best_score)
             model_meta = {**meta, "epoch": epoch, "val_score": float(score) if np.isfinite(score) else None,
                           "config": cfg.to_dict()}
+            if w.distributed:
+                train_loss = float(np.mean(all_gather(train_loss)))
             if is_best:
                 best_score, best_epoch = float(score), epoch
                 if cfg.freeze_backbone:
                     best_head = {k: v.detach().to("cpu", copy=True) for k, v in trainable.state_dict().items()}
                     best_meta = model_meta
-                else:
+                elif w.main:
                     save_checkpoint(best_path, model, model_meta)
             lr = lr_at(epoch + 1.0)
             if on_epoch is not None:
@@ -345,7 +385,9 @@ def fit(
             # recorded first, saved second: a kill in between redoes (and re-records) this epoch
             train_state = {"epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                            "torch_rng": torch.get_rng_state()}
-            if cfg.freeze_backbone:
+            if not w.main:
+                pass
+            elif cfg.freeze_backbone:
                 # the backbone is the pretrained one, reloaded on resume: save the head only (KB, not GB)
                 _atomic_save({"head": trainable.state_dict(), "best_head": best_head, "best_meta": best_meta,
                               "optimizer": optimizer.state_dict(), "retcore": model_meta,
@@ -353,14 +395,16 @@ def fit(
             else:
                 _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "retcore": model_meta, "train_state": train_state}, last_path)
+            barrier()  # the next epoch starts when the checkpoint is on disk
             epoch_bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", lr=f"{lr:.2e}",
                                   score=f"{score:.3f}", refresh=False)
             epoch_bar.update(1)
     finally:
         epoch_bar.close()
-    if cfg.freeze_backbone and best_head is not None:
+    if cfg.freeze_backbone and best_head is not None and w.main:
         trainable.load_state_dict(best_head)  # the full model with the best head, written once
         save_checkpoint(best_path, model, best_meta)
-    if not best_path.exists():
+    barrier()
+    if w.main and not best_path.exists():
         raise CheckpointError(f"no best checkpoint in {out}: training ran no epoch (check --epochs)")
     return FitResult(best_path, last_path, best_epoch, best_score, cfg.epochs - start_epoch)
