@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from jobs import (dashboard, demo_data, explain, export, finetune, ingest, pipeline, predict, relocate, sanity, study,
-                  summarize)
+from jobs import (dashboard, demo_data, explain, export, finetune, ingest, merge, pipeline, predict, relocate, sanity,
+                  study, summarize)
 
 app = typer.Typer(
     name="retcore",
@@ -23,6 +23,7 @@ app.command("pipeline")(pipeline.main)
 app.command("dashboard")(dashboard.main)
 app.command("export")(export.main)
 app.command("relocate")(relocate.main)
+app.command("merge")(merge.main)
 app.command("summarize")(summarize.main)
 app.add_typer(study.app, name="study")
 
