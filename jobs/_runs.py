@@ -71,3 +71,25 @@ def run_images(db: Path, dataset_id: str, split: str | None, *, eye: str = "both
     frame["path"] = [resolve_stored(p, base) for p in frame["path"]]
     frame["mask_path"] = [resolve_stored(p, base) for p in frame["mask_path"]]
     return frame
+
+
+def split_images(db: Path, run: str, split: str) -> tuple[TrainedRun, pd.DataFrame]:
+    """Fine-tuning run ``run`` (an id or ``latest``) and its ``split``'s images (its eye setting
+    applied); ``DataError`` when the split has none."""
+    from retcore.errors import DataError
+
+    trained = find_trained_run(db, run)
+    eye = trained.config.get("finetune", {}).get("eye", "both")
+    images = run_images(db, trained.dataset_id, split, eye=eye)
+    if images.empty:
+        raise DataError(f"run {trained.run_id} has no {split!r} images (eye={eye}); pick --split train|val|test")
+    return trained, images
+
+
+def results_root_of(trained: TrainedRun, db: Path | None, results: Path | None) -> Path:
+    """The results folder a job of ``trained`` writes under: ``--results``, else the run's own,
+    else ``results/`` beside the database."""
+    from jobs._common import results_dir
+
+    return Path(results).resolve() if results is not None else (trained.results_root
+                                                                or results_dir(db, None).resolve())

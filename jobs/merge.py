@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, results_dir
+from jobs._common import DbOption, ResultsOption, command_line, friendly_errors
 
 __all__ = ["main", "run_merge"]
 
@@ -22,7 +22,7 @@ def run_merge(run: str, split: str = "test", *, db: Path | None = None, results:
               sources: list[Path] | None = None, command: str = "") -> int:
     """Merge ``split``'s shards of fine-tuning run ``run`` (from ``sources``, default the run's own
     shard folder) into the database; return the number of predictions merged."""
-    from jobs._runs import find_trained_run, run_images
+    from jobs._runs import results_root_of, split_images
     from jobs._shards import merge_predictions, shard_dir
     from retcore.errors import DataError
     from retcore.results.runs import run_classes
@@ -30,12 +30,8 @@ def run_merge(run: str, split: str = "test", *, db: Path | None = None, results:
     from retcore.storage.runs import open_db, record_run
 
     db_path = open_db(db)
-    trained = find_trained_run(db_path, run)
-    eye = trained.config.get("finetune", {}).get("eye", "both")
-    images = run_images(db_path, trained.dataset_id, split, eye=eye)
-    if images.empty:
-        raise DataError(f"run {trained.run_id} has no {split!r} images; pick --split train|val|test")
-    root = Path(results).resolve() if results is not None else (trained.results_root or results_dir(db, None).resolve())
+    trained, images = split_images(db_path, run, split)
+    root = results_root_of(trained, db, results)
     folders = [Path(s) for s in sources] if sources else [shard_dir(root, trained.run_id, split)]
     absent = [f for f in folders if not f.is_dir()]
     if absent:

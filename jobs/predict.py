@@ -15,7 +15,6 @@ from jobs._common import (
     friendly_errors,
     job_argv,
     launch_torchrun,
-    results_dir,
     set_threads,
 )
 
@@ -54,7 +53,7 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from jobs._runs import find_trained_run, load_trained_model, run_images
+    from jobs._runs import load_trained_model, results_root_of, split_images
     from jobs.summarize import summarize_split
     from retcore.data import FundusDataset, ImageRecord, build_eval_transform
     from retcore.errors import DataError
@@ -69,17 +68,13 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
         return _run_predict_sharded(run, split, db=db, results=results, batch_size=batch_size, device=device,
                                     num_workers=num_workers, command=command)
     db_path = open_db(db)
-    trained = find_trained_run(db_path, run)
-    eye = trained.config.get("finetune", {}).get("eye", "both")
-    images = run_images(db_path, trained.dataset_id, split, eye=eye)
-    if images.empty:
-        raise DataError(f"run {trained.run_id} has no {split!r} images (eye={eye}); pick --split train|val|test")
+    trained, images = split_images(db_path, run, split)
     missing = [p for p in images["path"] if not Path(p).is_file()]
     if missing:
         raise DataError(f"{len(missing)} image files of split {split!r} are missing, e.g. {missing[0]}; "
                         "restore the dataset folder")
     config = predict_run_config(trained.run_id, split, batch_size, device)
-    out = Path(results).resolve() if results is not None else (trained.results_root or results_dir(db, None).resolve())
+    out = results_root_of(trained, db, results)
     with record_run(db_path, "predict", config=config, command=command, parent_run_id=trained.run_id,
                     out_dir=str(out)) as rec:
         torch_device = resolve_device(device)
@@ -158,9 +153,9 @@ def _run_predict_sharded(run: str, split: str, *, db: Path | None, results: Path
     merges the shards into the database (:mod:`jobs._shards`)."""
     from tqdm.auto import tqdm
 
-    from jobs._runs import find_trained_run, run_images
+    from jobs._runs import results_root_of, split_images
     from jobs._shards import merge_predictions, read_shards, shard_dir, write_shard
-    from retcore.errors import DataError, RetcoreError
+    from retcore.errors import RetcoreError
     from retcore.storage.runs import new_run_id, open_db, record_run
     from retcore.train.distributed import barrier, broadcast, world
 
@@ -176,13 +171,8 @@ def _run_predict_sharded(run: str, split: str, *, db: Path | None, results: Path
         return plan["run_id"]
     try:
         db_path = open_db(db)
-        trained = find_trained_run(db_path, run)
-        eye = trained.config.get("finetune", {}).get("eye", "both")
-        images = run_images(db_path, trained.dataset_id, split, eye=eye)
-        if images.empty:
-            raise DataError(f"run {trained.run_id} has no {split!r} images (eye={eye}); pick --split train|val|test")
-        out = Path(results).resolve() if results is not None else (trained.results_root
-                                                                    or results_dir(db, None).resolve())
+        trained, images = split_images(db_path, run, split)
+        out = results_root_of(trained, db, results)
         folder = shard_dir(out, trained.run_id, split)
         done = set(read_shards([folder])["image_id"])
         todo = images[~images["image_id"].isin(done)].reset_index(drop=True)
