@@ -95,7 +95,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
 
     w = init_distributed(cfg.device)
     if not w.main:
-        return _follow_rank0(results)
+        return _follow_rank0()
     db_path = open_db(db)
     if resume:
         if run_id is None:
@@ -201,7 +201,7 @@ def _build(cfg: FinetuneConfig, train: list, val_records: list, classes: list[st
     return model, train_set, FundusDataset(val_records, classes, eval_tf)
 
 
-def _follow_rank0(results: Path | None) -> str:
+def _follow_rank0() -> str:
     """A rank other than 0: train on what rank 0 prepared (it alone reads and writes the database);
     return the run id."""
     from retcore.train.distributed import broadcast, world

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
 __all__ = ["DataParallelViT", "ShardedOrder", "World", "all_gather", "barrier", "broadcast", "init_distributed",
-           "loader_order", "shutdown", "world"]
+           "loader_order", "shutdown", "world", "wrap"]
 
 
 @dataclass(frozen=True)

@@ -385,14 +385,12 @@ def fit(
             # recorded first, saved second: a kill in between redoes (and re-records) this epoch
             train_state = {"epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                            "torch_rng": torch.get_rng_state()}
-            if not w.main:
-                pass
-            elif cfg.freeze_backbone:
+            if w.main and cfg.freeze_backbone:
                 # the backbone is the pretrained one, reloaded on resume: save the head only (KB, not GB)
                 _atomic_save({"head": trainable.state_dict(), "best_head": best_head, "best_meta": best_meta,
                               "optimizer": optimizer.state_dict(), "retcore": model_meta,
                               "train_state": train_state}, last_path)
-            else:
+            elif w.main:
                 _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "retcore": model_meta, "train_state": train_state}, last_path)
             barrier()  # the next epoch starts when the checkpoint is on disk
