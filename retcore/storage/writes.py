@@ -29,6 +29,7 @@ __all__ = [
     "register_dataset",
     "relocate_roots",
     "write_explanation_batch",
+    "write_explanation_shards",
     "write_faithfulness",
     "write_faithfulness_images",
     "write_faithfulness_summary",
@@ -179,15 +180,35 @@ def write_explanation_batch(
     Rows with the same (run, image, method, target) are replaced, so a rerun
     never duplicates and a killed job leaves whole batches only.
     """
-    key = ["run_id", "image_id", "method", "target"]
     with connect(db) as con, transaction(con):
-        for frame in (explanations, zones):
-            if not frame.empty:
-                for (run_id, method), part in frame.groupby(["run_id", "method"], sort=False):
-                    _drop_summaries(con, run_id, method=method, image_ids=part["image_id"].unique().tolist())
-        _replace_rows(con, "explanations", explanations, key)
-        _replace_rows(con, "zone_scores", zones, [*key, "zone_set", "zone"])
-        _replace_rows(con, "localisation", localisation, [*key, "mask"])
+        _write_explanations(con, explanations, zones, localisation)
+
+
+def write_explanation_shards(db: DB, explanations: pd.DataFrame, zones: pd.DataFrame, localisation: pd.DataFrame,
+                             landmarks: pd.DataFrame, quality: pd.DataFrame) -> None:
+    """The merged shards of a sharded ``retcore explain`` in one transaction: explanations with
+    their zone scores and localisation (as :func:`write_explanation_batch`) and the images' landmarks
+    and quality (as :func:`write_image_analysis`). Rows with the same keys are replaced, so merging
+    the same shards twice writes them once."""
+    with connect(db) as con, transaction(con):
+        _write_explanations(con, explanations, zones, localisation)
+        _write_analysis(con, landmarks, quality)
+
+
+def _write_explanations(con, explanations: pd.DataFrame, zones: pd.DataFrame, localisation: pd.DataFrame) -> None:
+    key = ["run_id", "image_id", "method", "target"]
+    for frame in (explanations, zones):
+        if not frame.empty:
+            for (run_id, method), part in frame.groupby(["run_id", "method"], sort=False):
+                _drop_summaries(con, run_id, method=method, image_ids=part["image_id"].unique().tolist())
+    _replace_rows(con, "explanations", explanations, key)
+    _replace_rows(con, "zone_scores", zones, [*key, "zone_set", "zone"])
+    _replace_rows(con, "localisation", localisation, [*key, "mask"])
+
+
+def _write_analysis(con, landmarks: pd.DataFrame, quality: pd.DataFrame) -> None:
+    _replace_rows(con, "landmarks", landmarks, ["image_id"])
+    _replace_rows(con, "image_quality", quality, ["image_id", "metric"])
 
 
 #: Summary tables (schema v7, ``retcore.results.summaries``) and whether rows carry a method.
@@ -258,8 +279,7 @@ def write_report(db: DB, run_id: str, split: str, report: str, params: str, part
 def write_image_analysis(db: DB, landmarks: pd.DataFrame, quality: pd.DataFrame) -> None:
     """Per-image landmarks (one row per image) and quality metrics (long format), atomically."""
     with connect(db) as con, transaction(con):
-        _replace_rows(con, "landmarks", landmarks, ["image_id"])
-        _replace_rows(con, "image_quality", quality, ["image_id", "metric"])
+        _write_analysis(con, landmarks, quality)
 
 
 def write_faithfulness(db: DB, frame: pd.DataFrame) -> None:
