@@ -254,7 +254,8 @@ def main(
                                               "center | anatomy | mask regions.")] = None,
     guide_weight: Annotated[float, typer.Option(help="Lambda of the guide penalty (a share in 0..1).")] = 1.0,
     guide_form: Annotated[str, typer.Option(help="relevance (gradient x attention rollout) | input_gradient "
-                                            "(Right for the Right Reasons).")] = "relevance",
+                                            "(Right for the Right Reasons) | grad_x_input (pixel-level "
+                                            "gradient x input of the true class).")] = "relevance",
     guide_radius: Annotated[float, typer.Option(help="--guide center: disk radius in FOV radii.")] = 0.6,
     guide_mask_bits: Annotated[int, typer.Option(help="--guide mask: mask bits that mark allowed pixels.")] = 1,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (launches torchrun; "

@@ -228,7 +228,7 @@ def _format_summary(summary, paired) -> str:
 def shortcut(
     seeds: Annotated[str, typer.Option(help="Comma-separated training seeds.")] = "0,1,2",
     guide: Annotated[str, typer.Option(help="Guide of the guided arm: center | anatomy | mask.")] = "anatomy",
-    guide_form: Annotated[str, typer.Option(help="relevance | input_gradient.")] = "relevance",
+    guide_form: Annotated[str, typer.Option(help="relevance | input_gradient | grad_x_input.")] = "relevance",
     guide_weight: Annotated[float, typer.Option(help="Lambda of the guide penalty.")] = 1.0,
     guide_radius: Annotated[float, typer.Option(help="--guide center: disk radius in FOV radii.")] = 0.6,
     method: Annotated[str, typer.Option(help="Explanation method the study measures (pixel-level: the marker is "

@@ -19,6 +19,13 @@ Forms:
   size; the share keeps the weight comparable across models (the gradient of
   the share still pushes the outside gradients down). Needs double
   back-propagation (``create_graph=True``): about 3x a plain step.
+- ``grad_x_input`` — a pixel-level relevance of the true class ``t``: gradient x input,
+  ``E = relu(sum_channels(dy_t/dx * x))`` per pixel, with ``x`` the normalised model input (so
+  the reference is the dataset mean colour) and ``y_t`` the logit; share = ``sum(E x (1 -
+  allowed)) / sum(E)``. It acts at the pixel scale that ``lrp_pixels`` measures (a marker a
+  fraction of one 16-pixel token is invisible to the token-level ``relevance``), and explains the
+  true class as the maps do (``input_gradient`` explains all classes at once). Double
+  back-propagation, like ``input_gradient``.
 - ``relevance`` — the ``gae`` explanation of ``retcore.explain`` (Chefer et
   al., ICCV 2021: gradient x attention rollout) of the true class ``t``,
   computed by the very function the ``gae`` method uses
@@ -105,6 +112,21 @@ def input_gradient_penalty(model: nn.Module, images: torch.Tensor, labels: torch
         log_p = F.log_softmax(logits.float(), dim=-1).sum()
         (grad,) = torch.autograd.grad(log_p, x, create_graph=True)
     energy = grad.float().pow(2).sum(1, keepdim=True)  # (B, 1, H, W)
+    outside = (energy * (1.0 - allowed)).flatten(1).sum(1)
+    share = outside / energy.flatten(1).sum(1).clamp(min=EPS)
+    return logits, _weighted_mean(share, weight)
+
+
+@register_penalty("grad_x_input")
+def grad_x_input_penalty(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor,
+                         weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Share of the positive gradient x input of the true class's logit outside ``allowed`` (module docstring)."""
+    x = images.detach().requires_grad_(True)
+    with _explicit_attention(model):
+        logits = model(x)
+        chosen = logits.float().gather(1, labels.view(-1, 1).to(logits.device)).sum()
+        (grad,) = torch.autograd.grad(chosen, x, create_graph=True)
+    energy = (grad.float() * x.float()).sum(1, keepdim=True).clamp(min=0)  # (B, 1, H, W)
     outside = (energy * (1.0 - allowed)).flatten(1).sum(1)
     share = outside / energy.flatten(1).sum(1).clamp(min=EPS)
     return logits, _weighted_mean(share, weight)

@@ -14,7 +14,7 @@ from retcore.guide import get_penalty, list_penalties
 from retcore.models import create_model
 from retcore.train.engine import train_one_epoch
 
-FORMS = ["input_gradient", "relevance"]
+FORMS = ["input_gradient", "grad_x_input", "relevance"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -100,6 +100,25 @@ def test_penalty_under_bf16_with_a_fresh_retfound_head(form: str) -> None:
     assert 0.2 < float(p.detach()) < 0.8
     p.backward()
     assert _grad_norm(model) > 0
+
+
+def test_grad_x_input_penalty_is_its_definition(setup) -> None:
+    """The pixel-level form: share of relu(sum_c dy_t/dx * x) outside the region, written out with
+    plain autograd on the same (eval-mode) model."""
+    model, images, labels = setup
+    model.eval()
+    try:
+        allowed = torch.zeros(3, 1, 64, 64)
+        allowed[..., 8:40, 4:30] = 1
+        _, p = get_penalty("grad_x_input")(model, images, labels, allowed, torch.ones(3))
+        x = images.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
+        e = (g * x).sum(1, keepdim=True).clamp(min=0)
+        share = (e * (1 - allowed)).flatten(1).sum(1) / e.flatten(1).sum(1)
+        assert 0 < float(p.detach()) < 1
+        assert float(p.detach()) == pytest.approx(float(share.mean()), rel=1e-4)
+    finally:
+        model.train()
 
 
 # --- the `relevance` penalty is the `gae` explanation -------------------------------------------------
