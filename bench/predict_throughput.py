@@ -1,7 +1,7 @@
 """Benchmark: ``predict`` images per second from 512-px JPEG files, end to end and its two halves.
 
 Run by hand: ``.venv/bin/python bench/predict_throughput.py [--folder DIR] [--images 2048]
-[--model retfound_mae] [--device auto] [--batch 256] [--workers N] [--bf16]``.
+[--model retfound_mae] [--device auto] [--batch 256] [--workers N] [--float-transfer] [--no-bf16]``.
 
 It writes ``--images`` JPEGs of 512 px (scikit-image's fundus photo, jittered and tinted, quality
 90) into ``--folder`` once (a temporary folder by default; written in parallel, so the files are in
@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--warmup", type=int, default=2, help="batches left out of each rate")
+    parser.add_argument("--float-transfer", action="store_true",
+                        help="workers send normalised float32 (4x the bytes) instead of uint8 pixels")
     parser.add_argument("--no-bf16", action="store_true", help="fp32 forward (the job uses bf16 autocast on CUDA)")
     args = parser.parse_args()
 
@@ -113,7 +115,8 @@ def main() -> None:
           flush=True)
 
     records = [ImageRecord(path=str(p), label=p.parent.name, split="test") for p in paths]
-    dataset = FundusDataset(records, CLASSES, build_eval_transform(224))
+    # as retcore predict: uint8 pixels from the workers, normalised on the device (--float-transfer: float32)
+    dataset = FundusDataset(records, CLASSES, build_eval_transform(224, normalize=args.float_transfer))
     sizes = [min(args.batch, len(records) - i) for i in range(0, len(records), args.batch)]
 
     def loader():
@@ -124,13 +127,15 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    common = {"device": str(device), "workers": args.workers, "batch": args.batch}
+    common = {"device": str(device), "workers": args.workers, "batch": args.batch,
+              "transfer": "float32" if args.float_transfer else "uint8"}
     loader_rate = _rate(loader(), sizes, args.warmup, sync)
     print(json.dumps({"step": "loader", **common, "images_per_s": round(loader_rate, 1)}), flush=True)
 
     model = create_model(args.model, len(CLASSES), drop_path=0.0).to(device).eval()
     amp = not args.no_bf16
-    batch = torch.randn(args.batch, 3, 224, 224)
+    batch = (torch.randn(args.batch, 3, 224, 224) if args.float_transfer
+             else torch.randint(0, 256, (args.batch, 3, 224, 224), dtype=torch.uint8))
     repeats = max(args.warmup + 3, len(sizes))
     one = [(batch, torch.zeros(args.batch, dtype=torch.long), torch.arange(args.batch))]
     # predict_probs on the same pinned/ready batch ``repeats`` times; the rate counts the batches after warm-up

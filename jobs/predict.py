@@ -82,7 +82,7 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
         classes = list(meta["class_names"])
         records = [ImageRecord(path=p, label=l, split=s, patient_id=None, eye=e, mask_path=m)
                    for p, l, s, e, m in images[["path", "label", "split", "eye", "mask_path"]].itertuples(index=False)]
-        dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"])))
+        dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"]), normalize=False))
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                             pin_memory=torch_device.type == "cuda")
         bar = tqdm(total=len(loader), desc=f"predict {split}", unit="batch")
@@ -134,7 +134,7 @@ def _predict_share(checkpoint: str, images, device: str, batch_size: int, num_wo
         return pd.DataFrame(columns=["image_id", "label", "probs", "pred", "confidence", "correct"]), classes
     records = [ImageRecord(path=p, label=l, split=s, patient_id=None, eye=e, mask_path=m)
                for p, l, s, e, m in images[["path", "label", "split", "eye", "mask_path"]].itertuples(index=False)]
-    dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"])))
+    dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"]), normalize=False))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=torch_device.type == "cuda")
     probs, labels, indices = predict_probs(model, loader, device=torch_device)
     order = images.iloc[indices]

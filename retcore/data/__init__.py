@@ -35,6 +35,7 @@ from retcore.data.transforms import (
     fov_bbox,
     fov_crop,
     fov_square_box,
+    normalize_on_device,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "group_key",
     "ingest",
     "load_rgb",
+    "normalize_on_device",
     "parse_eye",
     "parse_patient_id",
 ]

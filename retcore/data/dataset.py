@@ -24,7 +24,9 @@ class FundusDataset(Dataset[tuple[torch.Tensor, int, int]]):
 
     Item i is ``(image, label_index, i)``:
         image: float32 tensor (3, H, W) from `transform` (e.g.
-            `build_eval_transform`); without a transform the RGB pixels in 0..1.
+            `build_eval_transform`), or uint8 when the transform returns uint8
+            (``build_eval_transform(normalize=False)``); without a transform the
+            RGB pixels in 0..1.
         label_index: position of the record's label in `class_names`, or -1
             when the label is not one of them (e.g. unlabelled images).
         i: the item's index in `records`, to map predictions back.
@@ -57,4 +59,6 @@ class FundusDataset(Dataset[tuple[torch.Tensor, int, int]]):
         image = self.transform(img) if self.transform is not None else _to_float_tensor(img)
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"transform must return a torch.Tensor, got {type(image).__name__}")
-        return image.float(), self._index.get(record.label, -1), index
+        if image.dtype != torch.uint8:  # uint8 pixels stay uint8 (normalised on the device)
+            image = image.float()
+        return image, self._index.get(record.label, -1), index

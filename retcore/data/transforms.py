@@ -44,6 +44,7 @@ __all__ = [
     "fov_bbox",
     "fov_crop",
     "fov_square_box",
+    "normalize_on_device",
 ]
 
 DEFAULT_FOV_THRESHOLD = 20.0
@@ -211,7 +212,7 @@ def clamp_posterize_bits(steps: list[Callable]) -> int:
 
 
 def build_eval_transform(
-    img_size: int = 224, *, crop_pct: float | None = None, fov: bool = True
+    img_size: int = 224, *, crop_pct: float | None = None, fov: bool = True, normalize: bool = True
 ) -> Callable[[Image.Image], torch.Tensor]:
     """RETFound evaluation transform, preceded by the FOV crop.
 
@@ -223,9 +224,13 @@ def build_eval_transform(
         crop_pct: share of the resized image kept by the centre crop; None =
             RETFound's rule, 0.875 for img_size <= 224, else 1.0.
         fov: apply the FOV crop first.
+        normalize: False stops before ToTensor and returns the uint8 pixels (3, S, S):
+            a quarter of the bytes to move from DataLoader workers to the device, where
+            :func:`normalize_on_device` finishes the transform with the same arithmetic.
 
     Returns:
-        Callable mapping a PIL RGB image to a float32 tensor (3, img_size, img_size).
+        Callable mapping a PIL RGB image to a float32 tensor (3, img_size, img_size)
+        (uint8 0..255 when ``normalize`` is False).
     """
     if crop_pct is None:
         crop_pct = EVAL_CROP_PCT if img_size <= 224 else 1.0
@@ -233,10 +238,20 @@ def build_eval_transform(
     steps += [
         T.Resize(int(img_size / crop_pct), interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(img_size),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
     ]
+    steps += [T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)] if normalize else [T.PILToTensor()]
     return T.Compose(steps)
+
+
+def normalize_on_device(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (B, 3, H, W) from ``build_eval_transform(normalize=False)`` -> float32 model
+    input, the arithmetic of ToTensor + Normalize (``x / 255``, then ``(x - mean) / std`` per
+    channel), on the tensor's own device. Float input is returned unchanged."""
+    if images.dtype != torch.uint8:
+        return images
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return images.to(torch.float32).div_(255).sub_(mean).div_(std)
 
 
 def build_train_transform(

@@ -165,19 +165,28 @@ def predict_probs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Softmax probabilities for every image.
 
+    Batches of uint8 pixels (``build_eval_transform(normalize=False)``) are normalised on
+    ``device``. The probabilities stay on the device until the end (one copy back, no
+    synchronisation per batch, so the next batch's copy and forward are queued while the
+    device works).
+
     Returns ``probs`` (N, C) float64, ``labels`` (N,) int (-1 = unknown) and
     ``indices`` (N,) int, the dataset indices in the order seen.
     """
+    from retcore.data.transforms import normalize_on_device
+
     model.eval()
     probs, labels, indices = [], [], []
     for step, (images, batch_labels, batch_indices) in enumerate(batches):
+        x = normalize_on_device(images.to(device, non_blocking=True))
         with autocast(device, amp):
-            logits = model(images.to(device, non_blocking=True))
-        probs.append(torch.softmax(logits.float(), dim=-1).cpu().double().numpy())
+            logits = model(x)
+        probs.append(torch.softmax(logits.float(), dim=-1))
         labels.append(np.asarray(batch_labels))
         indices.append(np.asarray(batch_indices))
         if on_step is not None:
             on_step(step)
     if not probs:
         return np.zeros((0, 0)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    return np.concatenate(probs), np.concatenate(labels).astype(int), np.concatenate(indices).astype(int)
+    return (torch.cat(probs).cpu().double().numpy(), np.concatenate(labels).astype(int),
+            np.concatenate(indices).astype(int))

@@ -80,6 +80,21 @@ def test_eval_transform_shape_and_normalisation() -> None:
     assert "Resize(size=256" in repr(transform) and "CenterCrop(size=(224, 224))" in repr(transform)
 
 
+def test_uint8_eval_transform_normalised_on_device_is_the_float_transform() -> None:
+    """What predict sends to the device (uint8, a quarter of the bytes) becomes, bit for bit, the
+    float input of the plain transform; on a real fundus photograph."""
+    from skimage.data import retina
+
+    from retcore.data import normalize_on_device
+
+    photo = Image.fromarray(retina()).resize((512, 512), Image.Resampling.BICUBIC)
+    pixels = build_eval_transform(224, normalize=False)(photo)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 224, 224)
+    expected = build_eval_transform(224)(photo)
+    assert torch.equal(normalize_on_device(pixels.unsqueeze(0))[0], expected)
+    assert normalize_on_device(expected) is expected  # float input passes through
+
+
 def test_eval_transform_other_size(make_fundus: MakeFundus) -> None:
     out = build_eval_transform(64)(make_fundus())
     assert out.shape == (3, 64, 64)
