@@ -30,6 +30,7 @@ PAGE_FILES = [
     ("cases.py", "Cases", ":material/photo_library:", "cases"),
     ("compare.py", "Compare runs", ":material/difference:", "compare"),
     ("methods.py", "Methods", ":material/fact_check:", "methods"),
+    ("study.py", "Study", ":material/science:", "study"),
     ("jobs.py", "Jobs", ":material/terminal:", "jobs"),
 ]
 BUSY = "Results are being written by a job; this page retries in a few seconds."

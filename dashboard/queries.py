@@ -17,6 +17,7 @@ from retcore.results import drift as _drift
 from retcore.results import predictions as _predictions
 from retcore.results import quality as _quality
 from retcore.results import runs as _runs
+from retcore.results import study as _study
 from retcore.results import zones as _zones
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
     "compare_cases", "compare_predictions", "compare_zone_moved", "compare_zone_scores", "confusion",
     "dataset_roots", "epochs", "has_explanations", "image_grids", "jobs", "landmarks_for", "metrics",
     "quality_frame", "reference_images", "run_classes", "run_img_size", "run_methods", "run_out_dir", "run_splits",
-    "runs", "single_target", "split_predictions", "tables", "trained_runs", "zone_list", "zone_scores",
+    "runs", "single_target", "split_predictions", "study_examples", "study_results", "study_runs", "tables", "trained_runs", "zone_list", "zone_scores",
     "zone_summary", "zone_values",
 ]
 
@@ -84,3 +85,7 @@ compare_cases = _bind(_compare.compare_cases)
 compare_zone_scores = _bind(_compare.compare_zone_scores)
 compare_zone_moved = _bind(_compare.compare_zone_moved)
 single_target = _bind(_compare.single_target)
+# shortcut studies
+study_runs = _bind(_study.study_runs)
+study_results = _bind(_study.study_results)
+study_examples = _bind(_study.study_examples)

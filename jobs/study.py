@@ -38,8 +38,11 @@ app = typer.Typer(help="Studies that compare fine-tuning arms on the demo data."
 
 
 def _arms(base) -> dict:
-    """The study's arms: the guided ``base`` and the same config without a guide."""
-    return {"baseline": dataclasses.replace(base, guide=None), "guided": base}
+    """The study's arms: the guided ``base`` and the same config without a guide. The baseline's
+    guide fields are the defaults whatever the guided arm uses, so studies of different guides, forms
+    and weights with the same recipe and seeds share (reuse) the same baseline runs."""
+    defaults = {f.name: f.default for f in dataclasses.fields(base) if f.name.startswith("guide")}
+    return {"baseline": dataclasses.replace(base, **{**defaults, "guide": None}), "guided": base}
 
 
 def study_run_config(base, demo_cfg, *, seeds: list[int], method: str, manifest: Path,

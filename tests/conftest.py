@@ -47,6 +47,28 @@ def tiny_config():
 
 
 @pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> dict:
+    """A miniature shortcut study (anatomy guide, relevance penalty, seeds 0 and 1, ``gae`` maps, 1 epoch,
+    48 images of 64 px): its database, run id, inputs and what it printed."""
+    import contextlib
+    import io
+
+    from jobs.study import run_shortcut_study
+    from retcore.demo import DemoConfig
+
+    root = tmp_path_factory.mktemp("study")
+    demo = DemoConfig(n_images=48, img_size=64, shortcut="glaucoma", seed=3, workers=1)
+    base = _tiny_finetune_config(epochs=1, warmup_epochs=0, guide="anatomy", guide_form="relevance", guide_weight=1.0)
+    common = dict(method="gae", data_dir=root / "demo", db=root / "results.duckdb", results=root / "results",
+                  batch_size=16)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        study = run_shortcut_study(base, demo, seeds=[0, 1], **common)
+    return {"db": root / "results.duckdb", "study": study, "base": base, "demo": demo, "common": common,
+            "root": root, "printed": printed.getvalue()}
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory, tiny_demo) -> dict:
     """demo data -> finetune (2 epochs) -> predict val/test into a fresh database."""
     from jobs.finetune import run_finetune

@@ -57,8 +57,9 @@ CASES = [
                       UnknownNameError, lambda: lambda ctx, shape: {}), id="zones"),
     pytest.param(Case(GUIDE_REGISTRY, "guide", ["center", "anatomy", "mask"], register_guide, list_guides, get_guide,
                       UnknownNameError, lambda: lambda ctx, spec: None), id="guides"),
-    pytest.param(Case(PENALTY_REGISTRY, "guide penalty", ["input_gradient", "relevance"], register_penalty,
-                      list_penalties, get_penalty, UnknownNameError, lambda: lambda *a: None), id="penalties"),
+    pytest.param(Case(PENALTY_REGISTRY, "guide penalty", ["input_gradient", "grad_x_input", "relevance"],
+                      register_penalty, list_penalties, get_penalty, UnknownNameError, lambda: lambda *a: None),
+                 id="penalties"),
 ]
 
 

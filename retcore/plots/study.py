@@ -25,6 +25,8 @@ def study_arms_chart(summary: pd.DataFrame, seeds: pd.DataFrame | None = None, *
         Optional per-seed rows ``metric, arm, seed, value`` drawn as small hollow points.
     metrics:
         Panels to draw, in order (default: every metric of ``summary``).
+    arms:
+        The arms in their order (colours; with more than two the x labels give way to the legend).
 
     Returns
     -------
@@ -38,9 +40,11 @@ def study_arms_chart(summary: pd.DataFrame, seeds: pd.DataFrame | None = None, *
         require_columns(seeds, ["metric", "arm", "seed", "value"], "seeds")
         extra = seeds[seeds["metric"].isin(order)].rename(columns={"value": "seed_value"}).assign(kind="seed")
         data = pd.concat([data, extra], ignore_index=True)
-    colour = alt.Color("arm:N", title="Arm", scale=alt.Scale(domain=list(arms), range=[OKABE_ITO[0], OKABE_ITO[3]]),
-                       legend=alt.Legend(orient="bottom"))
-    x = alt.X("arm:N", sort=list(arms), title=None, axis=alt.Axis(labelAngle=0))
+    palette = [OKABE_ITO[i % len(OKABE_ITO)] for i in (0, 3, 1, 2, 4, 5, 6, 7)]
+    colour = alt.Color("arm:N", title="Arm", scale=alt.Scale(domain=list(arms), range=palette[:len(arms)]),
+                       legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
+    x = alt.X("arm:N", sort=list(arms), title=None, axis=alt.Axis(labels=False, ticks=False) if len(arms) > 2
+              else alt.Axis(labelAngle=0))
     base = alt.Chart().encode(x=x, color=colour)
     bars = base.transform_filter(alt.datum.kind == "mean").mark_errorbar(ticks=True).encode(
         y=alt.Y("low:Q", title=None, scale=alt.Scale(zero=False)), y2="high:Q")

@@ -12,7 +12,7 @@ from retcore.results.executor import Source, frame, tables
 from retcore.results.explained import explained_target
 from retcore.results.runs import run_classes
 
-__all__ = ["StudyResults", "per_image", "study_results"]
+__all__ = ["StudyResults", "arm_label", "per_image", "study_examples", "study_results", "study_runs"]
 
 _PER_IMAGE = """
 WITH p AS (SELECT image_id, label, pred, correct FROM predictions WHERE run_id = ? AND split = ?),
@@ -79,3 +79,54 @@ def study_results(q: Source, study: str, where: str = "the database") -> StudyRe
                            "or pass --study latest")
     config = cfg["config"].iloc[0] if not cfg.empty else None
     return StudyResults(study, results, json.loads(config) if config else {})
+
+
+def study_runs(q: Source) -> pd.DataFrame:
+    """Finished studies with results, newest first: run_id, started_at, config (parsed dict), arms
+    (the guided arm's label, :func:`arm_label`)."""
+    if "study_results" not in tables(q):
+        return pd.DataFrame(columns=["run_id", "started_at", "config", "arm"])
+    rows = frame(q, "SELECT r.run_id, r.started_at, r.config FROM runs r WHERE r.job = 'study' AND r.status = "
+                    "'succeeded' AND EXISTS (SELECT 1 FROM study_results s WHERE s.study_run_id = r.run_id) "
+                    "ORDER BY r.started_at DESC")
+    rows["config"] = [json.loads(c) if c else {} for c in rows["config"]]
+    rows["arm"] = [arm_label(c) for c in rows["config"]]
+    return rows
+
+
+def arm_label(config: dict[str, Any]) -> str:
+    """A study's guided arm named by its guide: ``guided: <guide>/<form> x<weight>`` (e.g.
+    ``guided: anatomy/relevance x1``), from the study's ``runs.config``."""
+    ft = config.get("finetune", {}).get("guided", {})
+    guide, form, weight = ft.get("guide"), ft.get("guide_form", "relevance"), ft.get("guide_weight")
+    if not guide:
+        return "guided"
+    return f"guided: {guide}/{form}" + (f" x{weight:g}" if isinstance(weight, int | float) else "")
+
+
+_EXAMPLES = """
+WITH marked AS (
+    SELECT image_id, max(area_share) AS marker_area FROM zone_scores
+    WHERE run_id = ? AND method = ? AND zone_set = 'mask' AND zone = 'marker' AND area_share > 0
+    GROUP BY image_id
+), chosen AS (
+    SELECT m.image_id, m.marker_area FROM marked m JOIN images i ON i.image_id = m.image_id
+    WHERE i.label = ? ORDER BY m.image_id LIMIT ?
+)
+SELECT e.run_id, e.image_id, i.path, i.label, e.target_label, e.target_kind, e.grid, e.grid_h, e.grid_w,
+       e.heatmap_path, e.heatmap_sha256, e.positive_sum, c.marker_area, z.mass_share AS marker_mass
+FROM explanations e JOIN chosen c ON c.image_id = e.image_id JOIN images i ON i.image_id = e.image_id
+LEFT JOIN zone_scores z ON z.run_id = e.run_id AND z.image_id = e.image_id AND z.method = e.method
+     AND z.target = e.target AND z.zone_set = 'mask' AND z.zone = 'marker'
+WHERE e.method = ? AND list_contains(?::VARCHAR[], e.run_id) AND e.target_kind = 'pred'
+ORDER BY e.image_id, e.run_id
+"""
+
+
+def study_examples(q: Source, reference_run: str, run_ids: list[str], method: str, shortcut_class: str,
+                   limit: int = 6) -> pd.DataFrame:
+    """Maps of ``method`` (explaining the prediction) of each run in ``run_ids`` on the first ``limit``
+    test images of ``shortcut_class`` that carry the planted marker (by ``reference_run``'s mask
+    zones): one row per (image, run) with the image path and label, the map (grid and heatmap
+    file), the marker's area share and its share of the map's positive relevance (marker_mass)."""
+    return frame(q, _EXAMPLES, (reference_run, method, shortcut_class, int(limit), method, list(run_ids)))

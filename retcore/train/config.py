@@ -20,7 +20,7 @@ class FinetuneConfig:
 
     Guided fine-tuning (``retcore.guide``): ``guide`` = ``center`` | ``anatomy`` |
     ``mask`` (None = plain fine-tuning) adds ``guide_weight x`` the penalty form
-    ``guide_form`` (``relevance`` | ``input_gradient``) to the loss;
+    ``guide_form`` (``relevance`` | ``input_gradient`` | ``grad_x_input``) to the loss;
     ``guide_radius`` is the ``center`` disk radius (x FOV radius) and
     ``guide_mask_bits`` the ``mask`` bits that mark allowed pixels.
     """

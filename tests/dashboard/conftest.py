@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "jobs"]
+PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "study", "jobs"]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 CHROMIUM = Path(os.environ.get("RETCORE_CHROMIUM", "/usr/bin/chromium"))
 PAGES = [("", "Overview"), ("confidence", "Confidence vs focus"), ("drift", "Class drift"),
          ("quality", "Image quality"), ("cases", "Cases"), ("compare", "Compare runs"),
-         ("methods", "Methods"), ("jobs", "Jobs")]
+         ("methods", "Methods"), ("study", "Study"), ("jobs", "Jobs")]
 
 pytestmark = [
     pytest.mark.browser,

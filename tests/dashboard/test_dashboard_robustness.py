@@ -10,7 +10,7 @@ import time
 import duckdb
 import pytest
 
-PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "jobs"]
+PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "study", "jobs"]
 
 
 @pytest.fixture(scope="module")

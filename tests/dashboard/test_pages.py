@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "jobs"]
+PAGES = ["overview", "confidence", "drift", "quality", "cases", "compare", "methods", "study", "jobs"]
 
 
 @pytest.mark.parametrize("page", PAGES)

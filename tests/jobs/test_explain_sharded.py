@@ -51,19 +51,17 @@ def _explain(db: Path, run: str, cwd: Path, results: Path, nproc: int = 2) -> su
 
 
 @pytest.fixture(scope="module")
-def explained(tiny_pipeline, tmp_path_factory):
-    """The same run explained by one process and by two ranks, each into its own database copy."""
-    from jobs.explain import run_explain
-
+def explained(tiny_pipeline, tiny_explained, tmp_path_factory):
+    """The same run explained by one process (``tiny_explained``: lrp and gae, batch 8, results under its
+    ``results/``) and by two ranks (batch 4 each) into a copy of the unexplained database."""
     root = tmp_path_factory.mktemp("explain-sharded")
-    one, two = root / "one.duckdb", root / "two.duckdb"
-    shutil.copy(tiny_pipeline["db"], one)
+    two = root / "two.duckdb"
     shutil.copy(tiny_pipeline["db"], two)
     run = tiny_pipeline["run_id"]
-    run_explain(run, METHODS.split(","), "test", db=one, results=root / "one", batch_size=8, device="cpu",
-                faithfulness_images=0, num_workers=0)
+    assert ",".join(tiny_explained["methods"]) == METHODS
     _explain(two, run, root, root / "two")
-    return {"one": one, "two": two, "root": root, "run": run}
+    return {"one": tiny_explained["db"], "one_results": tiny_explained["root"] / "results", "two": two,
+            "root": root, "run": run}
 
 
 def test_two_ranks_give_the_single_process_rows(explained):
@@ -72,12 +70,12 @@ def test_two_ranks_give_the_single_process_rows(explained):
     assert len(one) == len(two) > 8
     assert [r[:4] for r in one] == [r[:4] for r in two]
     # the same heatmap files, each under its run's --results folder
-    paths_one = [Path(r[5]).relative_to(explained["root"] / "one") for r in one]
+    paths_one = [Path(r[5]).relative_to(explained["one_results"]) for r in one]
     assert paths_one == [Path(r[5]).relative_to(explained["root"] / "two") for r in two]
     grids_one, grids_two = np.array([r[4] for r in one]), np.array([r[4] for r in two])
     np.testing.assert_allclose(grids_two, grids_one, rtol=1e-3, atol=1e-4 * float(np.abs(grids_one).max()))
     for rel in paths_one:
-        a = np.load(explained["root"] / "one" / rel)
+        a = np.load(explained["one_results"] / rel)
         b = np.load(explained["root"] / "two" / rel)
         assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * float(np.abs(a).max()))  # batch 8 vs 4: float32 order

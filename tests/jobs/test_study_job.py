@@ -5,17 +5,12 @@ import duckdb
 
 from jobs._study_export import run_study_export
 from jobs.study import run_shortcut_study
-from retcore.demo import DemoConfig
 from retcore.study import STUDY_METRICS
 
 
-def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_config, capsys):
-    db = tmp_path / "results.duckdb"
-    demo = DemoConfig(n_images=48, img_size=64, shortcut="glaucoma", seed=3, workers=1)
-    base = tiny_config(epochs=1, warmup_epochs=0, guide="anatomy", guide_form="relevance", guide_weight=1.0)
-    study_id = run_shortcut_study(base, demo, seeds=[0, 1], method="gae", data_dir=tmp_path / "demo", db=db,
-                                  results=tmp_path / "results", batch_size=16)
-    out = capsys.readouterr().out
+def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_study, capsys):
+    db, study_id, base, demo = tiny_study["db"], tiny_study["study"], tiny_study["base"], tiny_study["demo"]
+    out = tiny_study["printed"]
     assert "marker_relevance_share" in out and "mcnemar" in out
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT arm, seed, metric, value, n, run_id FROM study_results WHERE study_run_id = ?",
@@ -30,7 +25,8 @@ def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_config, 
     assert set(per_arm["metric"]) == set(STUDY_METRICS)
     acc = per_arm[per_arm["metric"] == "accuracy"]
     assert acc["value"].between(0, 1).all() and (acc["n"] > 0).all()
-    # four distinct trained runs; the guided ones record their guide settings
+    # four distinct trained runs of this study; the guided ones record their guide settings
+    runs = runs[runs["run_id"].isin(set(rows["run_id"].dropna()))]
     assert len(runs) == 4
     guided = [c for c in runs["config"] if '"guide": "anatomy"' in c]
     assert len(guided) == 2
@@ -38,8 +34,7 @@ def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_config, 
     assert {"mcnemar_correct_p_value", "wilcoxon_marker_mass_p_value"} <= set(paired["metric"])
 
     # rerunning reuses the finished fine-tuning runs (the study resumes)
-    run_shortcut_study(base, demo, seeds=[0], method="gae", data_dir=tmp_path / "demo", db=db,
-                       results=tmp_path / "results", batch_size=16)
+    run_shortcut_study(base, demo, seeds=[0], **tiny_study["common"])
     assert "reusing finetune run" in capsys.readouterr().out
 
     # the markdown + figures summary (retcore export --study)

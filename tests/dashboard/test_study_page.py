@@ -1,0 +1,61 @@
+"""The Study page on two miniature shortcut studies that share their baseline runs: arms side by side
+with intervals, per seed, paired tests, maps on marked images, another study's arm added."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def studies(tiny_study, tiny_config):
+    """``tiny_study`` (anatomy/relevance, seeds 0 and 1) and a second study of the center guide with the
+    pixel-level ``grad_x_input`` form on the same data, seed 0: it reuses the first one's baseline run."""
+    from jobs.study import run_shortcut_study
+
+    center = run_shortcut_study(tiny_config(epochs=1, warmup_epochs=0, guide="center", guide_form="grad_x_input"),
+                                tiny_study["demo"], seeds=[0], **tiny_study["common"])
+    return {"db": tiny_study["db"], "anatomy": tiny_study["study"], "center": center}
+
+
+def test_study_runs_name_their_guided_arm(studies):
+    import duckdb
+
+    from retcore.results.study import study_runs
+
+    with duckdb.connect(str(studies["db"]), read_only=True) as con:
+        rows = study_runs(con).set_index("run_id")
+        baselines = con.execute("SELECT DISTINCT run_id FROM study_results WHERE arm = 'baseline' AND "
+                                "study_run_id IN (?, ?)", [studies["anatomy"], studies["center"]]).fetchall()
+    ids = rows.index.tolist()
+    assert ids.index(studies["center"]) < ids.index(studies["anatomy"])  # newest first
+    assert rows.loc[studies["center"], "arm"] == "guided: center/grad_x_input x1"
+    assert rows.loc[studies["anatomy"], "arm"] == "guided: anatomy/relevance x1"
+    assert len(baselines) == 2  # the second study reused the first one's baseline runs (one per seed)
+
+
+def test_study_page_shows_arms_tests_and_maps(app, studies, specs, texts):
+    at = app(studies["db"], "study", params={"study": studies["anatomy"]})
+    assert at.query_params["study"] in (studies["anatomy"], [studies["anatomy"]])
+    spec = json.loads(specs(at)[0])
+    assert spec["facet"]["field"] == "metric"
+    assert "guided: anatomy/relevance x1" in specs(at)[0] and "baseline" in specs(at)[0]
+    table = at.dataframe[0].value
+    assert {"baseline", "guided: anatomy/relevance x1", "guided: anatomy/relevance x1 − baseline"} <= set(table.columns)
+    assert "accuracy" in table.index and "[" in table.loc["accuracy", "baseline"]  # mean [95% CI]
+    paired = at.dataframe[2].value
+    assert set(paired["test"]) == {"McNemar, correct (exact)", "Wilcoxon, marker share", "Wilcoxon, centre score"}
+    assert "Maps on marked test images" in texts(at)
+    assert len(at.get("image")) >= 3 or "No glaucoma test image with the marker" in texts(at)
+    # the other study's guided arm beside this one: three arms, one shared baseline
+    at.multiselect(key="study-extra").set_value([studies["center"]]).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert {"baseline", "guided: anatomy/relevance x1", "guided: center/grad_x_input x1"} <= set(table.columns)
+    assert "guided: center/grad_x_input x1" in specs(at)[0]
+    assert len(at.dataframe[2].value) == 6
+
+
+def test_study_page_without_a_study_says_how_to_run_one(app, tiny_explained, texts):
+    at = app(tiny_explained["db"], "study")
+    assert "retcore study shortcut" in texts(at)
