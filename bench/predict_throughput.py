@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="batches left out of each rate")
     parser.add_argument("--float-transfer", action="store_true",
                         help="workers send normalised float32 (4x the bytes) instead of uint8 pixels")
+    parser.add_argument("--no-pin", action="store_true", help="DataLoader without pinned memory")
+    parser.add_argument("--skip-ceilings", action="store_true", help="only the end-to-end rate (no loader/model runs)")
     parser.add_argument("--no-bf16", action="store_true", help="fp32 forward (the job uses bf16 autocast on CUDA)")
     args = parser.parse_args()
 
@@ -121,16 +123,20 @@ def main() -> None:
 
     def loader():
         return torch.utils.data.DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
-                                           pin_memory=device.type == "cuda", persistent_workers=False)
+                                           pin_memory=device.type == "cuda" and not args.no_pin,
+                                           persistent_workers=False)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     common = {"device": str(device), "workers": args.workers, "batch": args.batch,
-              "transfer": "float32" if args.float_transfer else "uint8"}
-    loader_rate = _rate(loader(), sizes, args.warmup, sync)
-    print(json.dumps({"step": "loader", **common, "images_per_s": round(loader_rate, 1)}), flush=True)
+              "transfer": "float32" if args.float_transfer else "uint8", "pinned": not args.no_pin,
+              "threads": torch.get_num_threads()}
+    loader_rate = float("inf")
+    if not args.skip_ceilings:
+        loader_rate = _rate(loader(), sizes, args.warmup, sync)
+        print(json.dumps({"step": "loader", **common, "images_per_s": round(loader_rate, 1)}), flush=True)
 
     model = create_model(args.model, len(CLASSES), drop_path=0.0).to(device).eval()
     amp = not args.no_bf16
@@ -143,26 +149,29 @@ def main() -> None:
     one = [(pinned, one[0][1], one[0][2])]
     predict_probs(model, one * args.warmup, device=device, amp=amp)
     sync()
-    t0 = time.perf_counter()
-    predict_probs(model, one * repeats, device=device, amp=amp)
-    sync()
-    model_rate = repeats * args.batch / (time.perf_counter() - t0)
-    print(json.dumps({"step": "model", **common, "model": args.model, "bf16": amp,
-                      "images_per_s": round(model_rate, 1)}), flush=True)
+    model_rate = float("inf")
+    if not args.skip_ceilings:
+        t0 = time.perf_counter()
+        predict_probs(model, one * repeats, device=device, amp=amp)
+        sync()
+        model_rate = repeats * args.batch / (time.perf_counter() - t0)
+        print(json.dumps({"step": "model", **common, "model": args.model, "bf16": amp,
+                          "images_per_s": round(model_rate, 1)}), flush=True)
 
     t0 = time.perf_counter()
     probs, _, _ = predict_probs(model, loader(), device=device, amp=amp)  # as the job: workers start inside
     sync()
     cold_rate = len(probs) / (time.perf_counter() - t0)
     steady = torch.utils.data.DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=True, prefetch_factor=4)
+                                         pin_memory=device.type == "cuda" and not args.no_pin,
+                                         persistent_workers=True, prefetch_factor=4)
     predict_probs(model, steady, device=device, amp=amp)  # warm pass: workers started, kernels chosen
     sync()
     t0 = time.perf_counter()
     probs, _, _ = predict_probs(model, steady, device=device, amp=amp)
     sync()
     e2e_rate = len(probs) / (time.perf_counter() - t0)
-    ceiling = min(loader_rate, model_rate)
+    ceiling = min(loader_rate, model_rate)  # inf with --skip-ceilings: of_ceiling 0
     print(json.dumps({"step": "end to end", **common, "model": args.model, "images": len(probs),
                       "images_per_s": round(e2e_rate, 1), "cold_images_per_s": round(cold_rate, 1), "of_ceiling": round(e2e_rate / ceiling, 3),
                       "bound_by": "loader" if loader_rate < model_rate else "model"}), flush=True)
