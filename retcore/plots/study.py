@@ -24,9 +24,9 @@ def study_arms_chart(summary: pd.DataFrame, seeds: pd.DataFrame | None = None, *
     seeds:
         Optional per-seed rows ``metric, arm, seed, value`` drawn as small hollow points.
     metrics:
-        Panels to draw, in order (default: every metric of ``summary``).
+        Panels to draw, in this order (default: every metric of ``summary``); only these.
     arms:
-        The arms in their order (colours; with more than two the x labels give way to the legend).
+        The arms in their order (colours, named in the legend below the panels).
 
     Returns
     -------
@@ -34,7 +34,7 @@ def study_arms_chart(summary: pd.DataFrame, seeds: pd.DataFrame | None = None, *
         One panel per metric (independent y scales): ``errorbar`` + ``point`` (+ seed ``point``).
     """
     require_columns(summary, ["metric", "arm", "mean", "low", "high"], "summary")
-    order = ordered(summary["metric"], metrics)
+    order = ordered(summary["metric"]) if metrics is None else [m for m in metrics if m in set(summary["metric"])]
     data = summary[summary["metric"].isin(order)].assign(kind="mean")
     if seeds is not None and not seeds.empty:
         require_columns(seeds, ["metric", "arm", "seed", "value"], "seeds")
@@ -43,8 +43,7 @@ def study_arms_chart(summary: pd.DataFrame, seeds: pd.DataFrame | None = None, *
     palette = [OKABE_ITO[i % len(OKABE_ITO)] for i in (0, 3, 1, 2, 4, 5, 6, 7)]
     colour = alt.Color("arm:N", title="Arm", scale=alt.Scale(domain=list(arms), range=palette[:len(arms)]),
                        legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
-    x = alt.X("arm:N", sort=list(arms), title=None, axis=alt.Axis(labels=False, ticks=False) if len(arms) > 2
-              else alt.Axis(labelAngle=0))
+    x = alt.X("arm:N", sort=list(arms), title=None, axis=alt.Axis(labels=False, ticks=False))  # the legend names them
     base = alt.Chart().encode(x=x, color=colour)
     bars = base.transform_filter(alt.datum.kind == "mean").mark_errorbar(ticks=True).encode(
         y=alt.Y("low:Q", title=None, scale=alt.Scale(zero=False)), y2="high:Q")

@@ -113,9 +113,10 @@ WITH marked AS (
     SELECT m.image_id, m.marker_area FROM marked m JOIN images i ON i.image_id = m.image_id
     WHERE i.label = ? ORDER BY m.image_id LIMIT ?
 )
-SELECT e.run_id, e.image_id, i.path, i.label, e.target_label, e.target_kind, e.grid, e.grid_h, e.grid_w,
+SELECT e.run_id, e.image_id, {image_path} AS path, i.label, e.target_label, e.target_kind, e.grid, e.grid_h, e.grid_w,
        e.heatmap_path, e.heatmap_sha256, e.positive_sum, c.marker_area, z.mass_share AS marker_mass
 FROM explanations e JOIN chosen c ON c.image_id = e.image_id JOIN images i ON i.image_id = e.image_id
+LEFT JOIN datasets d ON d.dataset_id = i.dataset_id
 LEFT JOIN zone_scores z ON z.run_id = e.run_id AND z.image_id = e.image_id AND z.method = e.method
      AND z.target = e.target AND z.zone_set = 'mask' AND z.zone = 'marker'
 WHERE e.method = ? AND list_contains(?::VARCHAR[], e.run_id) AND e.target_kind = 'pred'
@@ -127,6 +128,10 @@ def study_examples(q: Source, reference_run: str, run_ids: list[str], method: st
                    limit: int = 6) -> pd.DataFrame:
     """Maps of ``method`` (explaining the prediction) of each run in ``run_ids`` on the first ``limit``
     test images of ``shortcut_class`` that carry the planted marker (by ``reference_run``'s mask
-    zones): one row per (image, run) with the image path and label, the map (grid and heatmap
-    file), the marker's area share and its share of the map's positive relevance (marker_mass)."""
-    return frame(q, _EXAMPLES, (reference_run, method, shortcut_class, int(limit), method, list(run_ids)))
+    zones): one row per (image, run) with the image path (resolved against its dataset root) and
+    label, the map (grid and heatmap file), the marker's area share and its share of the map's
+    positive relevance (marker_mass)."""
+    from retcore.results.cases import IMAGE_PATH
+
+    return frame(q, _EXAMPLES.format(image_path=IMAGE_PATH),
+                 (reference_run, method, shortcut_class, int(limit), method, list(run_ids)))

@@ -3,6 +3,7 @@ with intervals, per seed, paired tests, maps on marked images, another study's a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,25 @@ def test_study_runs_name_their_guided_arm(studies):
     assert rows.loc[studies["center"], "arm"] == "guided: center/grad_x_input x1"
     assert rows.loc[studies["anatomy"], "arm"] == "guided: anatomy/relevance x1"
     assert len(baselines) == 2  # the second study reused the first one's baseline runs (one per seed)
+
+
+def test_study_examples_are_marked_shortcut_images_with_readable_photos(studies):
+    import duckdb
+
+    from retcore.results.study import study_examples, study_results
+
+    with duckdb.connect(str(studies["db"]), read_only=True) as con:
+        rows = study_results(con, studies["anatomy"]).results
+        seed0 = rows[(rows["seed"] == 0)].groupby("arm")["run_id"].first().to_dict()
+        # the miniature test split may hold no marked glaucoma image: take the class of a marked one
+        label = con.execute("SELECT i.label FROM zone_scores z JOIN images i USING (image_id) WHERE z.run_id = ? "
+                            "AND z.method = 'gae' AND z.zone_set = 'mask' AND z.zone = 'marker' AND z.area_share > 0 "
+                            "ORDER BY z.image_id LIMIT 1", [seed0["baseline"]]).fetchone()
+        assert label is not None, "no marked test image at all"
+        examples = study_examples(con, seed0["baseline"], list(seed0.values()), "gae", label[0], 6)
+    assert len(examples) >= 2 and set(examples["label"]) == {label[0]} and (examples["marker_area"] > 0).all()
+    assert set(examples["run_id"]) <= set(seed0.values())
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in examples["path"])  # photos, not placeholders
 
 
 def test_study_page_shows_arms_tests_and_maps(app, studies, specs, texts):
