@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -23,7 +22,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retcore.explain import list_methods, relevance  # noqa: E402
+from bench.explain import _run as run_once  # noqa: E402
+from retcore.explain import list_methods  # noqa: E402
 from retcore.models import create_model  # noqa: E402
 
 
@@ -41,17 +41,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = create_model(args.model, 4, drop_path=0.0).eval().to(device)
     images = torch.randn(args.batch, 3, 224, 224, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else nullcontext()
 
     def call(name: str) -> None:
-        with autocast:
-            if name == "forward":
-                with torch.no_grad():
-                    model(images)
-            else:
-                relevance(model, images, name)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        run_once(name, model, images, device, args.bf16)  # bench/explain.py's timed call, synchronised
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"

@@ -336,7 +336,6 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
     """
     from tqdm.auto import tqdm
 
-    from jobs.summarize import summarize_split
     from retcore.storage.runs import open_db, record_run
     from retcore.storage.writes import write_explanation_batch, write_image_analysis, write_ingest_errors
     from retcore.train.distributed import init_distributed
@@ -384,17 +383,20 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
             write_ingest_errors(db_path, skipped, run_id=rec.run_id, dataset_id=trained.dataset_id)
             for path, reason in skipped:
                 tqdm.write(f"skipped {path}: {reason}")
-        # zone summaries of the split (the batches removed those of the explained methods)
-        summarize_split(db_path, trained.run_id, split, methods=methods, predictions=False, report=False)
-        _faithfulness(db_path, trained.run_id, split, images, plan, model, classes, size, torch_device, rec,
-                      faithfulness_images=faithfulness_images, baseline=faithfulness_baseline,
-                      units=faithfulness_units, batch_size=batch_size, num_workers=num_workers, recompute=recompute)
+        _after_maps(db_path, trained.run_id, split, images, plan, model, classes, size, torch_device, rec,
+                    faithfulness_images=faithfulness_images, baseline=faithfulness_baseline,
+                    units=faithfulness_units, batch_size=batch_size, num_workers=num_workers, recompute=recompute)
     return trained.run_id
 
 
-def _faithfulness(db_path: Path, run_id: str, split: str, images, plan: _Plan, model, classes, size: int, device,
-                  rec, *, faithfulness_images: int, baseline: str, units: str, batch_size: int, num_workers: int,
-                  recompute: bool) -> None:
+def _after_maps(db_path: Path, run_id: str, split: str, images, plan: _Plan, model, classes, size: int, device,
+                rec, *, faithfulness_images: int, baseline: str, units: str, batch_size: int, num_workers: int,
+                recompute: bool) -> None:
+    """Once every map is stored: the split's zone summaries (the writes removed those of the explained
+    methods), then faithfulness on ``faithfulness_images`` images (0 = none), in this process."""
+    from jobs.summarize import summarize_split
+
+    summarize_split(db_path, run_id, split, methods=plan.methods, predictions=False, report=False)
     if faithfulness_images == 0:
         return
     from jobs._faithfulness import run_faithfulness
@@ -420,7 +422,6 @@ def _run_explain_sharded(run: str, methods: list[str], split: str, *, db: Path |
 
     from jobs._runs import find_trained_run
     from jobs._shards import merge_explanations
-    from jobs.summarize import summarize_split
     from retcore.errors import RetcoreError
     from retcore.storage.runs import new_run_id, open_db, record_run
     from retcore.train.distributed import barrier, broadcast, world
@@ -464,10 +465,9 @@ def _run_explain_sharded(run: str, methods: list[str], split: str, *, db: Path |
         tqdm.write(f"{plan.run_id} {split}: {merged} explanations merged from {plan.shard_folder}")
         for path, reason in skipped:
             tqdm.write(f"skipped {path}: {reason}")
-        summarize_split(db_path, trained.run_id, split, methods=methods, predictions=False, report=False)
-        _faithfulness(db_path, trained.run_id, split, images, plan, model, classes, size, torch_device, rec,
-                      faithfulness_images=faithfulness_images, baseline=faithfulness_baseline,
-                      units=faithfulness_units, batch_size=batch_size, num_workers=num_workers, recompute=recompute)
+        _after_maps(db_path, trained.run_id, split, images, plan, model, classes, size, torch_device, rec,
+                    faithfulness_images=faithfulness_images, baseline=faithfulness_baseline,
+                    units=faithfulness_units, batch_size=batch_size, num_workers=num_workers, recompute=recompute)
     return trained.run_id
 
 
