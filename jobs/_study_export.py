@@ -45,7 +45,7 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
     out = Path(out) if out is not None else base / "exports" / study
     out.mkdir(parents=True, exist_ok=True)
     per_seed = results[results["seed"] >= 0]
-    paired = results[results["arm"] == "guided_vs_baseline"]
+    paired = results[results["arm"].str.contains("_vs_", regex=False)]
     summary = seed_summary(per_seed)
     files: list[Path] = []
     chart = study_arms_chart(summary, per_seed[["metric", "arm", "seed", "value"]], metrics=list(HEADLINE_METRICS),
@@ -60,29 +60,37 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
     files += [out / "study_arms.csv", out / "study_per_seed.csv", out / "study_paired.csv"]
 
     seeds = sorted(per_seed["seed"].unique().tolist())
-    finetune = config.get("finetune", {}).get("guided", {})
+    arms_cfg = config.get("finetune", {})
+    finetune = arms_cfg.get("guided", {})
+    warm = config.get("warm_start") or {}
+    schedule = (f"the baseline {arms_cfg.get('baseline', {}).get('epochs', '?')} epochs of the demo recipe; the "
+                f"other arms {warm['epochs']} more epochs from the same seed's baseline checkpoint"
+                if warm.get("epochs") else f"both arms {finetune.get('epochs', '?')} epochs of the demo recipe")
+    arms = list(dict.fromkeys(summary["arm"]))
     lines = [f"# Shortcut study {study}", "",
              f"Shortcut class `{config.get('shortcut', '?')}`, seeds {seeds}, explanation method "
              f"`{config.get('method', '?')}`; guided arm: guide `{finetune.get('guide')}`, form "
-             f"`{finetune.get('guide_form')}`, weight {finetune.get('guide_weight')}; both arms "
-             f"{finetune.get('epochs', '?')} epochs of the demo recipe.", "",
-             "| metric | baseline | guided |", "|---|---|---|"]
+             f"`{finetune.get('guide_form')}`, weight {finetune.get('guide_weight')}; {schedule}.", "",
+             "| metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
     for metric, g in summary.groupby("metric", sort=False):
         cells = []
-        for arm in ("baseline", "guided"):
+        for arm in arms:
             r = g[g["arm"] == arm]
             cells.append("–" if r.empty else f"{r['mean'].iloc[0]:.3f} [{r['low'].iloc[0]:.3f}, {r['high'].iloc[0]:.3f}]")
-        lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
-    lines += ["", "Paired across test images (guided − baseline, pooled over seeds):", ""]
-    for name in ("wilcoxon_marker_mass", "wilcoxon_center_score", "mcnemar_correct"):
-        get = {m: v for m, v in zip(paired["metric"], paired["value"]) if m.startswith(name)}
-        if get:
-            diff, p, n = get.get(f"{name}_mean_diff"), get.get(f"{name}_p_value"), get.get(f"{name}_n")
-            lines.append(f"- {name.replace('_', ' ')}: n = {int(n) if n == n else '?'}, mean difference "
-                         f"{diff:+.3f}, p = {p:.3g}")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    for pair in dict.fromkeys(paired["arm"]):
+        arm_b, arm_a = pair.split("_vs_", 1)
+        rows = paired[paired["arm"] == pair]
+        lines += ["", f"Paired across test images ({arm_b} − {arm_a}, pooled over seeds):", ""]
+        for name in ("wilcoxon_marker_mass", "wilcoxon_center_score", "mcnemar_correct"):
+            get = {m: v for m, v in zip(rows["metric"], rows["value"]) if m.startswith(name)}
+            if get:
+                diff, p, n = get.get(f"{name}_mean_diff"), get.get(f"{name}_p_value"), get.get(f"{name}_n")
+                lines.append(f"- {name.replace('_', ' ')}: n = {int(n) if n == n else '?'}, mean difference "
+                             f"{diff:+.3f}, p = {p:.3g}")
     lines += ["", "## Statistical methods", "",
               "- Across seeds: mean and two-sided 95% Student-t interval (k − 1 degrees of freedom).",
-              "- Across images (same seed, same test image, guided vs baseline): Wilcoxon signed-rank test on the "
+              "- Across images (same seed, same test image, one arm against another): Wilcoxon signed-rank test on the "
               "relevance share on the marker (images with a marker) and on the centre zone score; exact McNemar "
               "test (binomial on the discordant pairs) on correctness.",
               "- Marker relevance share: positive relevance inside the ground-truth marker mask / positive "

@@ -120,15 +120,18 @@ def _sanity_options(config: Mapping[str, Any]) -> Options:
 
 
 def _study_options(config: Mapping[str, Any]) -> Options:
-    guided = config.get("finetune", {}).get("guided", {})
+    arms = config.get("finetune", {})
+    guided = arms.get("guided", {})
     demo = config.get("demo") or {}
     data = config.get("data")
+    warm = config.get("warm_start") or {}
     return {
         "seeds": ",".join(str(s) for s in config.get("seeds") or []), "method": config.get("method"),
         "shortcut_class": config.get("shortcut"), "data_dir": str(Path(data).parent) if data else None,
-        "n_images": demo.get("n_images"), "epochs": guided.get("epochs"),
+        "n_images": demo.get("n_images"), "epochs": arms.get("baseline", guided).get("epochs"),
         **{k: guided.get(k) for k in ("guide", "guide_form", "guide_weight", "guide_radius")},
         "shuffled_labels": bool(config.get("shuffled_labels", False)),
+        "warm_start": warm.get("epochs"), "control": bool(warm.get("control", True)),
     }
 
 

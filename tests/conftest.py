@@ -69,6 +69,36 @@ def tiny_study(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_warm_study(tiny_study) -> dict:
+    """``tiny_study``'s guide warm-started (``warm_start=1``, seed 0): the guided and ``continued`` arms
+    start from ``tiny_study``'s seed-0 baseline checkpoint. Records the checkpoint every model was
+    created from (``created``: (model name, checkpoint) per ``create_model`` call)."""
+    import contextlib
+    import io
+
+    import retcore.models
+    from jobs.study import run_shortcut_study
+
+    created: list[tuple[str, str | None]] = []
+    original = retcore.models.create_model
+
+    def recording(name, num_classes, **kwargs):
+        created.append((name, None if kwargs.get("checkpoint") is None else str(kwargs["checkpoint"])))
+        return original(name, num_classes, **kwargs)
+
+    printed = io.StringIO()
+    retcore.models.create_model = recording
+    try:
+        with contextlib.redirect_stdout(printed):
+            study = run_shortcut_study(tiny_study["base"], tiny_study["demo"], seeds=[0], warm_start=1,
+                                       **tiny_study["common"])
+    finally:
+        retcore.models.create_model = original
+    return {**tiny_study, "study": study, "cold_study": tiny_study["study"], "created": created,
+            "printed": printed.getvalue()}
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory, tiny_demo) -> dict:
     """demo data -> finetune (2 epochs) -> predict val/test into a fresh database."""
     from jobs.finetune import run_finetune

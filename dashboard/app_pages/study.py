@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import images, queries
 from dashboard.ui import chart, fmt_p, require
 from retcore import plots
+from retcore.results.study import arm_labels
 from retcore.study import STUDY_METRICS, seed_summary
 
 HEADLINE = ["accuracy", "shortcut_class_accuracy", "marker_relevance_share", "marker_ratio", "disc_score_shortcut_class",
@@ -19,7 +20,7 @@ PAIRED = {"mcnemar_correct": "McNemar, correct (exact)", "wilcoxon_marker_mass":
 st.title("Study")
 st.caption("`retcore study shortcut`: the demo set with a planted marker on one class, fine-tuned over several seeds "
            "without a guide (baseline) and with one (guided). Per arm: the mean across seeds with its 95% Student-t "
-           "interval, and each seed as a dot. Paired tests compare guided and baseline on the same test images, "
+           "interval, and each seed as a dot. Paired tests compare the arms on the same test images, "
            "pooled over seeds. Studies that share a baseline (the same recipe and seeds reuse the same runs) can be "
            "shown together, one arm per guide.")
 
@@ -43,11 +44,15 @@ st.caption(f"Shortcut class **{shortcut}** · maps measured with **{method}** ·
            f"data `{config.get('data', '?')}`")
 
 
+def _arm_names(run_id: str) -> dict[str, str]:
+    """``study_results.arm`` -> display name for one study (``baseline`` keeps its name: it is shared)."""
+    return {"baseline": "baseline", **arm_labels(studies.set_index("run_id").loc[run_id, "config"])}
+
+
 def _arm_rows(run_id: str) -> pd.DataFrame:
     res = queries.study_results(run_id).results
-    label = studies.set_index("run_id").loc[run_id, "arm"]
     rows = res[res["seed"] >= 0].copy()
-    rows["arm"] = rows["arm"].replace({"guided": label})
+    rows["arm"] = rows["arm"].replace(_arm_names(run_id))
     return rows
 
 
@@ -84,22 +89,29 @@ with st.expander("Per seed", expanded=False):
     st.download_button("CSV", per_seed.to_csv(index=False).encode("utf-8"), file_name=f"study-{study}-per-seed.csv",
                        mime="text/csv", key="dl-study-per-seed", on_click="ignore", icon=":material/table:")
 
-st.subheader("Paired tests, guided vs baseline")
+st.subheader("Paired tests between arms")
 paired_rows = []
 for run_id in [study, *extra]:
     res = queries.study_results(run_id).results
-    pr = res[res["arm"] == "guided_vs_baseline"]
-    label = studies.set_index("run_id").loc[run_id, "arm"]
-    for prefix, name in PAIRED.items():
-        values = {what: pr.loc[pr["metric"] == f"{prefix}_{what}", "value"] for what in ("mean_diff", "p_value", "n")}
-        if all(len(v) for v in values.values()):
-            paired_rows.append({"arm": label, "test": name, "images": int(values["n"].iloc[0]),
-                                "mean difference (guided − baseline)": round(float(values["mean_diff"].iloc[0]), 4),
-                                "p": fmt_p(float(values["p_value"].iloc[0]))})
+    names = _arm_names(run_id)
+    for pair in [a for a in dict.fromkeys(res["arm"]) if "_vs_" in a]:
+        arm_b, arm_a = pair.split("_vs_", 1)
+        pr = res[res["arm"] == pair]
+        for prefix, name in PAIRED.items():
+            values = {what: pr.loc[pr["metric"] == f"{prefix}_{what}", "value"]
+                      for what in ("mean_diff", "p_value", "n")}
+            if all(len(v) for v in values.values()):
+                paired_rows.append({"arm (b)": names.get(arm_b, arm_b), "against (a)": names.get(arm_a, arm_a),
+                                    "test": name, "images": int(values["n"].iloc[0]),
+                                    "mean difference (b − a)": round(float(values["mean_diff"].iloc[0]), 4),
+                                    "p": fmt_p(float(values["p_value"].iloc[0]))})
 if paired_rows:
-    st.dataframe(pd.DataFrame(paired_rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(paired_rows).drop_duplicates(["arm (b)", "against (a)", "test"]), hide_index=True,
+                 width="stretch")
     st.caption("Pooled over seeds, on the images both arms explained with the same seed; the correctness row's "
-               "difference is the accuracy difference. Not adjusted for multiple arms.")
+               "difference is the accuracy difference. Not adjusted for multiple arms. A warm-started study "
+               "(`--warm-start`) also tests its guided arm against the `continued` control: the same extra epochs "
+               "from the baseline without a guide.")
 else:
     st.info("This study stored no paired tests.")
 

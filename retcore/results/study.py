@@ -12,7 +12,7 @@ from retcore.results.executor import Source, frame, tables
 from retcore.results.explained import explained_target
 from retcore.results.runs import run_classes
 
-__all__ = ["StudyResults", "arm_label", "per_image", "study_examples", "study_results", "study_runs"]
+__all__ = ["StudyResults", "arm_label", "arm_labels", "per_image", "study_examples", "study_results", "study_runs"]
 
 _PER_IMAGE = """
 WITH p AS (SELECT image_id, label, pred, correct FROM predictions WHERE run_id = ? AND split = ?),
@@ -101,7 +101,25 @@ def arm_label(config: dict[str, Any]) -> str:
     guide, form, weight = ft.get("guide"), ft.get("guide_form", "relevance"), ft.get("guide_weight")
     if not guide:
         return "guided"
-    return f"guided: {guide}/{form}" + (f" x{weight:g}" if isinstance(weight, int | float) else "")
+    label = f"guided: {guide}/{form}" + (f" x{weight:g}" if isinstance(weight, int | float) else "")
+    warm = _warm_epochs(config)
+    return label + (f", +{warm} ep from baseline" if warm else "")
+
+
+def _warm_epochs(config: dict[str, Any]) -> int | None:
+    warm = config.get("warm_start") or {}
+    return int(warm["epochs"]) if warm.get("epochs") else None
+
+
+def arm_labels(config: dict[str, Any]) -> dict[str, str]:
+    """Display names of a study's arms other than ``baseline``, by ``study_results.arm``: ``guided`` ->
+    :func:`arm_label`; ``continued`` (a ``--warm-start`` study's control: the same epochs from the
+    baseline checkpoint without a guide) -> ``continued: +<E> ep from baseline, no guide``."""
+    labels = {"guided": arm_label(config)}
+    warm = _warm_epochs(config)
+    if warm:
+        labels["continued"] = f"continued: +{warm} ep from baseline, no guide"
+    return labels
 
 
 _EXAMPLES = """

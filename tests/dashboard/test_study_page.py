@@ -9,14 +9,14 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def studies(tiny_study, tiny_config):
+def studies(tiny_study, tiny_warm_study, tiny_config):
     """``tiny_study`` (anatomy/relevance, seeds 0 and 1) and a second study of the center guide with the
     pixel-level ``grad_x_input`` form on the same data, seed 0: it reuses the first one's baseline run."""
     from jobs.study import run_shortcut_study
 
     center = run_shortcut_study(tiny_config(epochs=1, warmup_epochs=0, guide="center", guide_form="grad_x_input"),
                                 tiny_study["demo"], seeds=[0], **tiny_study["common"])
-    return {"db": tiny_study["db"], "anatomy": tiny_study["study"], "center": center}
+    return {"db": tiny_study["db"], "anatomy": tiny_study["study"], "center": center, "warm": tiny_warm_study["study"]}
 
 
 def test_study_runs_name_their_guided_arm(studies):
@@ -74,6 +74,19 @@ def test_study_page_shows_arms_tests_and_maps(app, studies, specs, texts):
     assert {"baseline", "guided: anatomy/relevance x1", "guided: center/grad_x_input x1"} <= set(table.columns)
     assert "guided: center/grad_x_input x1" in specs(at)[0]
     assert len(at.dataframe[2].value) == 6
+
+
+def test_study_page_shows_a_warm_started_study_with_its_control(app, studies, specs):
+    at = app(studies["db"], "study", params={"study": studies["warm"]})
+    assert not at.exception
+    guided, continued = "guided: anatomy/relevance x1, +1 ep from baseline", "continued: +1 ep from baseline, no guide"
+    table = at.dataframe[0].value
+    assert {"baseline", guided, continued, f"{guided} − baseline", f"{continued} − baseline"} <= set(table.columns)
+    assert guided in specs(at)[0] and continued in specs(at)[0]
+    paired = at.dataframe[2].value
+    assert set(zip(paired["arm (b)"], paired["against (a)"])) == {
+        (guided, "baseline"), (continued, "baseline"), (guided, continued)}
+    assert len(paired) == 9  # three pairs x three tests
 
 
 def test_study_page_without_a_study_says_how_to_run_one(app, tiny_explained, texts):
