@@ -68,8 +68,10 @@ def every_kind(tmp_path_factory, tiny_explained, tiny_demo):
              "independent", "--seed", "1", "--batch-size", "2", "--num-workers", "0", "--device", "cpu", *out])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(jobs.pipeline, "DEMO_FINETUNE", TINY_DEMO_RECIPE)
+        # warm-started, without the control arm: a baseline and a guided run, options with and without "--no-"
         _invoke(["study", "shortcut", "--seeds", "0", "--guide", "anatomy", "--guide-weight", "0.5",
-                 "--method", "gae", "--n-images", "48", "--data-dir", str(root / "demo-study"), *out])
+                 "--warm-start", "1", "--no-control", "--method", "gae", "--n-images", "48", "--data-dir",
+                 str(root / "demo-study"), *out])
         yield {"db": db, "root": root}
 
 
@@ -120,6 +122,7 @@ def test_guided_runs_keep_their_guide(every_kind):
     assert any("--freeze-backbone" in c and "--auto-augment rand-m5-mstd0.5-inc1" in c for c in commands)
     study = rerun("study", runs.loc[runs["job"] == "study", "config"].item()).command
     assert "--guide-weight 0.5" in study and "--n-images 48" in study and "--seeds 0" in study
+    assert "--warm-start 1" in study and "--no-control" in study
 
 
 def test_running_a_guided_rerun_command_records_the_same_config(every_kind):
