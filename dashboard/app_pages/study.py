@@ -78,8 +78,8 @@ cells = table.copy().astype(object)
 for arm in arms:
     cells[arm] = [f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else f"{m:.4f}"
                   for m, lo, hi in zip(table[arm], lows[arm], highs[arm])]
-for arm in arms[1:]:
-    cells[f"{arm} − baseline"] = (table[arm] - table["baseline"]).round(4)
+for arm in arms[1:]:  # 3 significant digits: a marker-share difference is ~1e-5, 4 decimals would show 0
+    cells[f"{arm} − baseline"] = [f"{d:+.3g}" if np.isfinite(d) else "–" for d in table[arm] - table["baseline"]]
 order = [m for m in STUDY_METRICS if m in cells.index]
 st.dataframe(cells.reindex(order), width="stretch")
 
@@ -103,7 +103,7 @@ for run_id in [study, *extra]:
             if all(len(v) for v in values.values()):
                 paired_rows.append({"arm (b)": names.get(arm_b, arm_b), "against (a)": names.get(arm_a, arm_a),
                                     "test": name, "images": int(values["n"].iloc[0]),
-                                    "mean difference (b − a)": round(float(values["mean_diff"].iloc[0]), 4),
+                                    "mean difference (b − a)": f"{float(values['mean_diff'].iloc[0]):+.3g}",
                                     "p": fmt_p(float(values["p_value"].iloc[0]))})
 if paired_rows:
     st.dataframe(pd.DataFrame(paired_rows).drop_duplicates(["arm (b)", "against (a)", "test"]), hide_index=True,

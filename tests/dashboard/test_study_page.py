@@ -87,6 +87,9 @@ def test_study_page_shows_a_warm_started_study_with_its_control(app, studies, sp
     assert set(zip(paired["arm (b)"], paired["against (a)"])) == {
         (guided, "baseline"), (continued, "baseline"), (guided, continued)}
     assert len(paired) == 9  # three pairs x three tests
+    # differences of marker shares (~1e-5) keep their digits: signed, 3 significant figures, never a bare 0
+    diffs = paired["mean difference (b − a)"]
+    assert all(d[0] in "+-" and float(d) == float(f"{float(d):.3g}") for d in diffs)
 
 
 def test_study_page_without_a_study_says_how_to_run_one(app, tiny_explained, texts):
