@@ -27,8 +27,12 @@ demo: pipeline
 dashboard: venv
 	$(BIN)/retcore dashboard --db $(DB) --host $(HOST) --port $(PORT)
 
+# Test processes (pytest-xdist, one test file per process at a time): 2 on this project's 2-core
+# machines, one intra-op thread each; TEST_WORKERS=0 runs the suite in one process with 2 threads.
+TEST_WORKERS ?= 2
+
 test: venv
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=$(if $(filter 0,$(TEST_WORKERS)),2,1) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv
 	$(BIN)/python bench/train_step.py
