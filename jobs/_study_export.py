@@ -38,6 +38,7 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
     from jobs._common import results_dir
     from jobs._export_sections import FIGURE_FORMATS
     from retcore.plots import save_chart, study_arms_chart
+    from retcore.results.study import paired_arms
     from retcore.study import seed_summary
 
     base = results_dir(db, results)
@@ -45,7 +46,8 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
     out = Path(out) if out is not None else base / "exports" / study
     out.mkdir(parents=True, exist_ok=True)
     per_seed = results[results["seed"] >= 0]
-    paired = results[results["arm"].str.contains("_vs_", regex=False)]
+    pairs = paired_arms(results)
+    paired = results[results["arm"].isin([pair for pair, _, _ in pairs])]
     summary = seed_summary(per_seed)
     files: list[Path] = []
     chart = study_arms_chart(summary, per_seed[["metric", "arm", "seed", "value"]], metrics=list(HEADLINE_METRICS),
@@ -78,8 +80,7 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
             r = g[g["arm"] == arm]
             cells.append("–" if r.empty else f"{r['mean'].iloc[0]:.3f} [{r['low'].iloc[0]:.3f}, {r['high'].iloc[0]:.3f}]")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    for pair in dict.fromkeys(paired["arm"]):
-        arm_b, arm_a = pair.split("_vs_", 1)
+    for pair, arm_b, arm_a in pairs:
         rows = paired[paired["arm"] == pair]
         lines += ["", f"Paired across test images ({arm_b} − {arm_a}, pooled over seeds):", ""]
         for name in ("wilcoxon_marker_mass", "wilcoxon_center_score", "mcnemar_correct"):

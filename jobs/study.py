@@ -156,10 +156,9 @@ def run_shortcut_study(base, demo_cfg, *, seeds: list[int], method: str = "lrp_p
         raise RetcoreError("the shortcut study needs a planted shortcut: pass --shortcut <class>")
     if not seeds:
         raise RetcoreError("--seeds is empty: pass e.g. --seeds 0,1,2")
-    _arms(base, warm_start, control)  # validates --warm-start before anything is built
+    arms = _arms(base, warm_start, control)  # validates --warm-start before anything is built
     db_path = open_db(db)
     manifest = make_demo_dataset(data_dir, demo_cfg, progress=True)
-    arms = _arms(base, warm_start, control)
     config = study_run_config(base, demo_cfg, seeds=seeds, method=method, manifest=manifest,
                               shuffled_labels=shuffled_labels, warm_start=warm_start, control=control)
     frames: list[pd.DataFrame] = []

@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import images, queries
 from dashboard.ui import chart, fmt_p, require
 from retcore import plots
-from retcore.results.study import arm_labels
+from retcore.results.study import arm_labels, paired_arms
 from retcore.study import STUDY_METRICS, seed_summary
 
 HEADLINE = ["accuracy", "shortcut_class_accuracy", "marker_relevance_share", "marker_ratio", "disc_score_shortcut_class",
@@ -94,8 +94,7 @@ paired_rows = []
 for run_id in [study, *extra]:
     res = queries.study_results(run_id).results
     names = _arm_names(run_id)
-    for pair in [a for a in dict.fromkeys(res["arm"]) if "_vs_" in a]:
-        arm_b, arm_a = pair.split("_vs_", 1)
+    for pair, arm_b, arm_a in paired_arms(res):
         pr = res[res["arm"] == pair]
         for prefix, name in PAIRED.items():
             values = {what: pr.loc[pr["metric"] == f"{prefix}_{what}", "value"]

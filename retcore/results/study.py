@@ -12,7 +12,7 @@ from retcore.results.executor import Source, frame, tables
 from retcore.results.explained import explained_target
 from retcore.results.runs import run_classes
 
-__all__ = ["StudyResults", "arm_label", "arm_labels", "per_image", "study_examples", "study_results", "study_runs"]
+__all__ = ["StudyResults", "arm_label", "arm_labels", "paired_arms", "per_image", "study_examples", "study_results", "study_runs"]
 
 _PER_IMAGE = """
 WITH p AS (SELECT image_id, label, pred, correct FROM predictions WHERE run_id = ? AND split = ?),
@@ -120,6 +120,13 @@ def arm_labels(config: dict[str, Any]) -> dict[str, str]:
     if warm:
         labels["continued"] = f"continued: +{warm} ep from baseline, no guide"
     return labels
+
+
+def paired_arms(results: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(pair, b, a)`` for each paired-test arm ``'<b>_vs_<a>'`` of a study's ``study_results`` rows, in
+    order of appearance (``jobs.study.ARM_PAIRS`` writes them)."""
+    pairs = [a for a in dict.fromkeys(results["arm"]) if "_vs_" in a]
+    return [(pair, *pair.split("_vs_", 1)) for pair in pairs]  # type: ignore[misc]
 
 
 _EXAMPLES = """
