@@ -88,7 +88,7 @@ def run_study_export(study: str, out: Path | None, *, db: Path | None = None,
             if get:
                 diff, p, n = get.get(f"{name}_mean_diff"), get.get(f"{name}_p_value"), get.get(f"{name}_n")
                 lines.append(f"- {name.replace('_', ' ')}: n = {int(n) if n == n else '?'}, mean difference "
-                             f"{diff:+.3f}, p = {p:.3g}")
+                             f"{diff:+.3g}, p = {p:.3g}")  # a marker-share difference is ~1e-5
     lines += ["", "## Statistical methods", "",
               "- Across seeds: mean and two-sided 95% Student-t interval (k − 1 degrees of freedom).",
               "- Across images (same seed, same test image, one arm against another): Wilcoxon signed-rank test on the "

@@ -46,6 +46,8 @@ def test_shortcut_study_writes_every_arm_seed_and_metric(tmp_path, tiny_study, c
     assert (tmp_path / "export" / "study_arms.svg").read_text().lstrip().startswith("<svg")
     md = (tmp_path / "export" / "summary.md").read_text()
     assert "| accuracy |" in md and "McNemar" in md and "seeds [0, 1]" in md
+    # differences keep 3 significant digits (a marker-share difference of ~1e-5 is not printed as 0.000)
+    assert "mean difference -0.000," not in md and "mean difference +0.000," not in md
 
 
 def test_warm_started_study_starts_its_arms_from_the_baseline_checkpoint(tiny_warm_study):
