@@ -13,7 +13,7 @@ import typer
 
 from retcore.errors import RetcoreError
 
-__all__ = ["DbOption", "ResultsOption", "command_line", "friendly_errors", "results_dir"]
+__all__ = ["DbOption", "ResultsOption", "command_line", "friendly_errors", "path_error", "results_dir"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +61,14 @@ def friendly_errors(fn: F) -> F:
             if log:
                 typer.secho(f"details: {log}", err=True)
             raise typer.Exit(code=2) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
+                raise
+            typer.secho(f"error: {path_error(exc)}", err=True, fg=typer.colors.RED)
+            log = getattr(exc, "retcore_log_path", None)
+            if log:
+                typer.secho(f"details: {log}", err=True)
+            raise typer.Exit(code=2) from None
         except KeyboardInterrupt as exc:
             log = getattr(exc, "retcore_log_path", None)
             status = getattr(exc, "retcore_status", None) or (
@@ -69,6 +77,20 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def path_error(exc: OSError) -> str:
+    """One line for a file-system error on a path (a folder that cannot be created, a file in the way)."""
+    path = exc.filename
+    if isinstance(exc, FileExistsError):
+        return f"{path} exists and is not a folder: pass another path (or move that file away)"
+    if isinstance(exc, NotADirectoryError):
+        return f"{path}: part of this path is a file, not a folder: pass another path"
+    if isinstance(exc, PermissionError):
+        return f"no permission to write {path}: pass a path in a folder you can write"
+    if isinstance(exc, FileNotFoundError):
+        return f"{path} cannot be created or read (its folder does not exist and cannot be made): pass another path"
+    return f"{path}: {exc.strerror or exc}: pass another path"
 
 
 def set_threads() -> None:

@@ -1,7 +1,7 @@
 """Errors a user can fix. Each message is one line naming the thing and the fix."""
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "DatabaseError", "RetcoreError"]
+__all__ = ["CheckpointError", "DataError", "DatabaseError", "DatabaseLockedError", "RetcoreError"]
 
 
 class RetcoreError(Exception):
@@ -18,3 +18,7 @@ class CheckpointError(RetcoreError):
 
 class DatabaseError(RetcoreError):
     """The results database is missing, locked, or of an unknown schema."""
+
+
+class DatabaseLockedError(DatabaseError):
+    """The results database stayed locked by another connection or process past the wait."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from retcore.errors import DatabaseError
+from retcore.errors import DatabaseError, DatabaseLockedError
 
 __all__ = ["DEFAULT_DB", "connect", "is_lock_error", "resolve_db_path", "transaction"]
 
@@ -118,7 +118,7 @@ def connect(
     try:
         registered = _claim(key, read_only, deadline)
     except TimeoutError:
-        raise DatabaseError(
+        raise DatabaseLockedError(
             f"database {path} is locked by another connection of this process; "
             "retry, or pass another --db"
         ) from None
@@ -146,7 +146,7 @@ def _open(path: Path, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnec
             if not is_lock_error(exc):
                 raise DatabaseError(f"cannot open database {path}: {exc}".splitlines()[0]) from exc
             if time.monotonic() >= deadline:
-                raise DatabaseError(
+                raise DatabaseLockedError(
                     f"database {path} is locked by another process (a job is writing); "
                     "wait for it to finish or pass another --db"
                 ) from exc

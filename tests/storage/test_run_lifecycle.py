@@ -178,6 +178,42 @@ def test_heartbeat_skips_quietly_while_another_process_holds_the_lock(tmp_path, 
     assert _row(db, "held")[0] == "succeeded"
 
 
+def test_progress_is_skipped_not_fatal_while_another_process_holds_the_lock(tmp_path):
+    """A fine-tune died in its first epoch because a progress-bar update met a held database."""
+    from retcore.errors import DatabaseLockedError
+
+    db = tmp_path / "r.duckdb"
+    with record_run(db, "finetune", config={}, run_id="busy") as rec:
+        rec.min_interval_s = 0.3
+        code = textwrap.dedent(f"""
+            import duckdb, time
+            for _ in range(200):
+                try:
+                    c = duckdb.connect({str(db)!r})
+                    break
+                except duckdb.IOException:
+                    time.sleep(0.05)
+            print("ready", flush=True)
+            time.sleep(2.0)
+        """)
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            start = time.monotonic()
+            rec.progress(0.25, "epoch 1/4")  # skipped after about min_interval_s, no exception
+            assert time.monotonic() - start < 1.5
+            with pytest.raises(DatabaseLockedError, match="locked by another process"):
+                with connect(db, timeout_s=0.2):
+                    pass
+        finally:
+            holder.wait(timeout=30)
+        rec.progress(0.5, "epoch 2/4", force=True)
+        with connect(db, read_only=True) as con:
+            assert con.execute("SELECT progress, progress_note FROM runs WHERE run_id = 'busy'").fetchone() == (
+                0.5, "epoch 2/4")
+    assert _row(db, "busy")[0] == "succeeded"
+
+
 def test_heartbeat_restores_a_live_run_wrongly_recorded_as_interrupted(tmp_path):
     db = tmp_path / "r.duckdb"
     with record_run(db, "finetune", config={}, run_id="alive"):

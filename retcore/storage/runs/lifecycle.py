@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from retcore.errors import DatabaseError, RetcoreError
+from retcore.errors import DatabaseError, DatabaseLockedError, RetcoreError
 from retcore.storage.db import connect, transaction
 from retcore.storage.migrations import migrate
 from retcore.storage.runs._common import _RUNS_WRITE, _now
@@ -54,16 +54,26 @@ class RunRecorder:
     _last: float = field(default=0.0, repr=False)
 
     def progress(self, fraction: float, note: str = "", *, force: bool = False) -> None:
-        """Record progress in [0, 1] with a short note (throttled unless ``force``)."""
+        """Record progress in [0, 1] with a short note (throttled unless ``force``).
+
+        Progress is a courtesy to whoever watches: while another process holds the database (a
+        long read-write session, another job's transaction) an unforced update waits at most
+        ``min_interval_s`` and is then skipped, so the job goes on; results and the final status
+        are written with the full wait of :func:`~retcore.storage.db.connect`.
+        """
         now = time.monotonic()
         if not force and now - self._last < self.min_interval_s:
             return
         self._last = now
-        with _RUNS_WRITE, connect(self.db) as con:
-            con.execute(
-                "UPDATE runs SET progress = ?, progress_note = ?, heartbeat_at = ? WHERE run_id = ?",
-                [float(min(max(fraction, 0.0), 1.0)), note, _now(), self.run_id],
-            )
+        try:
+            with _RUNS_WRITE, connect(self.db, timeout_s=30.0 if force else self.min_interval_s) as con:
+                con.execute(
+                    "UPDATE runs SET progress = ?, progress_note = ?, heartbeat_at = ? WHERE run_id = ?",
+                    [float(min(max(fraction, 0.0), 1.0)), note, _now(), self.run_id],
+                )
+        except DatabaseLockedError:
+            if force:
+                raise
 
     def update(self, **columns: Any) -> None:
         """Set other ``runs`` columns (e.g. ``checkpoint``, ``dataset_id``)."""

@@ -1,0 +1,52 @@
+"""One-line errors, exit code 2, no traceback, for output paths that cannot be created."""
+from __future__ import annotations
+
+import errno
+
+import pytest
+from typer.testing import CliRunner
+
+from jobs._common import path_error
+from jobs.cli import app
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("a file where a folder was asked for\n")
+    return path
+
+
+def _run(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    return result, text
+
+
+def test_demo_data_into_an_existing_file(a_file):
+    result, text = _run("demo-data", "--out", str(a_file))
+    assert result.exit_code == 2, text
+    assert f"error: {a_file} exists and is not a folder" in text
+    assert "Traceback" not in text
+    assert a_file.read_text().startswith("a file where"), "nothing the user had is touched"
+
+
+def test_database_under_a_file(a_file):
+    result, text = _run("predict", "--run", "latest", "--db", str(a_file / "r.duckdb"))
+    assert result.exit_code == 2, text
+    assert str(a_file) in text and "Traceback" not in text
+    assert text.count("\n") <= 2
+
+
+@pytest.mark.parametrize("exc, words", [
+    (FileExistsError(errno.EEXIST, "File exists", "/x/out"), "/x/out exists and is not a folder"),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/x/f/db"), "part of this path is a file"),
+    (PermissionError(errno.EACCES, "Permission denied", "/root/x"), "no permission to write /root/x"),
+    (FileNotFoundError(errno.ENOENT, "No such file", "/proc/nope"), "/proc/nope cannot be created"),
+    (OSError(errno.ENOSPC, "No space left on device", "/big"), "/big: No space left on device"),
+])
+def test_path_error_names_the_path_and_a_fix(exc, words):
+    line = path_error(exc)
+    assert words in line
+    assert "pass another path" in line or "pass a path in a folder you can write" in line
+    assert "\n" not in line
