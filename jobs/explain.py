@@ -349,7 +349,7 @@ def run_explain(run: str, methods: list[str], split: str = "test", *, db: Path |
                                     faithfulness_units=faithfulness_units)
     from jobs._runs import find_trained_run
 
-    db_path = open_db(db)
+    db_path = open_db(db, must_exist=True)
     _predict_first(db_path, run, split, target, batch_size=batch_size, device=device, num_workers=num_workers,
                    command=command)
     trained = find_trained_run(db_path, run)
@@ -427,7 +427,7 @@ def _run_explain_sharded(run: str, methods: list[str], split: str, *, db: Path |
     from retcore.train.distributed import barrier, broadcast, world
 
     w = world()
-    db_path = open_db(db) if w.main else None
+    db_path = open_db(db, must_exist=True) if w.main else None
     _predict_first(db_path, run, split, target, batch_size=batch_size, device=device, num_workers=num_workers,
                    command=command)
     if not w.main:

@@ -34,7 +34,7 @@ def run_merge(run: str, split: str = "test", *, db: Path | None = None, results:
 
     if stage not in ("predict", "explain"):
         raise DataError(f"--stage {stage!r} must be 'predict' or 'explain'")
-    db_path = open_db(db)
+    db_path = open_db(db, must_exist=True)
     trained, images = split_images(db_path, run, split)
     root = results_root_of(trained, db, results)
     default = (shard_dir if stage == "predict" else explain_shard_dir)(root, trained.run_id, split)

@@ -67,7 +67,7 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
     if init_distributed(device).distributed:
         return _run_predict_sharded(run, split, db=db, results=results, batch_size=batch_size, device=device,
                                     num_workers=num_workers, command=command)
-    db_path = open_db(db)
+    db_path = open_db(db, must_exist=True)
     trained, images = split_images(db_path, run, split)
     missing = [p for p in images["path"] if not Path(p).is_file()]
     if missing:
@@ -170,7 +170,7 @@ def _run_predict_sharded(run: str, split: str, *, db: Path | None, results: Path
         barrier()
         return plan["run_id"]
     try:
-        db_path = open_db(db)
+        db_path = open_db(db, must_exist=True)
         trained, images = split_images(db_path, run, split)
         out = results_root_of(trained, db, results)
         folder = shard_dir(out, trained.run_id, split)

@@ -48,7 +48,7 @@ def main(
     results = [parse_mapping(t, "--results-root") for t in results_root or []]
     if not data and not results:
         raise RetcoreError("nothing to relocate: pass --data-root OLD=NEW and/or --results-root OLD=NEW")
-    db_path = open_db(db)
+    db_path = open_db(db, must_exist=True)
     changed = relocate_roots(db_path, data=data, results=results)
     moved = {k: v for k, v in changed.items() if v}
     if not moved:

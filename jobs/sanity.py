@@ -81,7 +81,7 @@ def _checked_run(db: Path | None, run: str, methods: list[str], split: str, *, b
         raise RetcoreError(f"--batch-size {batch_size} must be at least 1")
     if images < 0:
         raise RetcoreError(f"--images {images} must be 0 (every image) or more")
-    db_path = open_db(db)
+    db_path = open_db(db, must_exist=True)
     trained = find_trained_run(db_path, run)
     eye = trained.config.get("finetune", {}).get("eye", "both")
     frame = run_images(db_path, trained.dataset_id, split, eye=eye)

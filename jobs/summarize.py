@@ -74,7 +74,7 @@ def run_summarize(db: Path | None = None, run: str | None = None, split: str | N
     from retcore.storage import connect
     from retcore.storage.runs import open_db
 
-    db_path = open_db(db)
+    db_path = open_db(db, must_exist=True)
     with connect(db_path, read_only=True) as con:
         todo = summaries.coverage(con, run)
     if split is not None:

@@ -50,3 +50,13 @@ def test_path_error_names_the_path_and_a_fix(exc, words):
     assert words in line
     assert "pass another path" in line or "pass a path in a folder you can write" in line
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("job", [["predict", "--run", "latest"], ["explain", "--run", "latest"], ["summarize"],
+                                 ["sanity", "--run", "latest"]])
+def test_jobs_that_read_earlier_runs_do_not_create_a_missing_database(tmp_path, job):
+    db = tmp_path / "typo.duckdb"
+    result, text = _run(*job, "--db", str(db))
+    assert result.exit_code == 2, text
+    assert f"error: database {db} does not exist" in text
+    assert not db.exists(), "no empty database is left behind"

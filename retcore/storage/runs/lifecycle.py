@@ -30,8 +30,21 @@ def new_run_id(job: str) -> str:
     return f"{job}-{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def open_db(db: str | os.PathLike[str] | None) -> Path:
-    """Create/migrate the database at ``db`` and return its path (jobs call this first)."""
+def open_db(db: str | os.PathLike[str] | None, *, must_exist: bool = False) -> Path:
+    """Create/migrate the database at ``db`` and return its path (jobs call this first).
+
+    ``must_exist``: for jobs that read earlier runs (predict, explain, sanity, merge, relocate,
+    summarize) a missing file is an error naming it, not a new empty database left behind.
+    """
+    if must_exist:
+        from retcore.storage.db import resolve_db_path
+
+        path = resolve_db_path(db)
+        if not path.exists():
+            raise DatabaseError(
+                f"database {path} does not exist: pass the --db your fine-tuning run wrote to "
+                "(`retcore finetune` or `retcore pipeline` creates one)"
+            )
     with connect(db) as con:
         migrate(con)
         path = Path(con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0])
