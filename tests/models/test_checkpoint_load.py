@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -182,6 +184,18 @@ def test_directory_and_text_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="notes.pth") as info:
         read_checkpoint(text)
     assert "torch.save" in str(info.value) and "\n" not in str(info.value)
+    assert "weights_only" not in str(info.value), "torch's advice to turn the safe loading off is not passed on"
+    raw = tmp_path / "raw.pkl"  # a plain pickle (protocol 4), not a torch.save archive
+    raw.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "pickle protocol" warning must not reach the user
+        with pytest.raises(CheckpointError, match="raw.pkl is not a torch.save file") as info:
+            read_checkpoint(raw)
+    assert "weights_only" not in str(info.value)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pth is empty or cut off"):
+        read_checkpoint(empty)
 
 
 def test_non_dict_and_weightless_files(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import argparse
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ CheckpointSource = str | os.PathLike[str] | tuple[Mapping[str, torch.Tensor], Ma
 
 def _torch_load(path: Path) -> Any:
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
+            # a raw pickle (not a torch.save zip) draws a "pickle protocol" warning before it is refused
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         match = _UNSUPPORTED_GLOBAL.search(str(exc))
@@ -50,13 +53,29 @@ def _torch_load(path: Path) -> Any:
                 "in an environment you trust"
             ) from None
         raise CheckpointError(
-            f"checkpoint {path} is not a PyTorch weights file ({_first_line(exc)}): pass a .pth saved with torch.save"
+            f"checkpoint {path} is not a torch.save file of tensors ({_unpickler_detail(exc)}): pass the .pth/.pt "
+            "weights file itself (RETFound's release, or one written by retcore finetune)"
+        ) from None
+    except EOFError:
+        raise CheckpointError(
+            f"checkpoint {path} is empty or cut off: copy the .pth/.pt file again (or download it again)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
         raise CheckpointError(
             f"checkpoint {path} is not a readable PyTorch file ({type(exc).__name__}: {_first_line(exc)}): "
             "pass a .pth/.pt file saved with torch.save"
         ) from None
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """What torch's safe unpickler objected to, without its advice to turn the safety off."""
+    text = str(exc)
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+    if match:
+        return "its safe unpickler stopped at: " + " ".join(match.group(1).split())[:120]
+    if "Weights only load failed" in text:
+        return "its safe unpickler refused it"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
