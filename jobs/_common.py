@@ -13,7 +13,7 @@ import typer
 
 from retcore.errors import RetcoreError
 
-__all__ = ["DbOption", "ResultsOption", "command_line", "friendly_errors", "path_error", "results_dir"]
+__all__ = ["DbOption", "ResultsOption", "RunResultsOption", "command_line", "friendly_errors", "path_error", "results_dir"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,6 +24,14 @@ DbOption = Annotated[
 ResultsOption = Annotated[
     Path | None,
     typer.Option("--results", help="Folder for checkpoints and heatmaps (default: results/ next to the database).",
+                 show_default=False),
+]
+
+
+RunResultsOption = Annotated[
+    Path | None,
+    typer.Option("--results", help="Folder for this job's files (maps, logs, shards) (default: the fine-tuning "
+                                   "run's own results folder, else results/ next to the database).",
                  show_default=False),
 ]
 

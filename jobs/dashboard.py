@@ -36,10 +36,10 @@ def main(
     host: Annotated[str, typer.Option(help="Address to bind. A non-loopback address (e.g. 0.0.0.0) needs "
                                            "--auth oidc.")] = "127.0.0.1",
     port: int = 8501,
-    auth: Annotated[str, typer.Option(help="none (loopback only) | oidc (Streamlit login, [auth] in "
+    auth: Annotated[str, typer.Option(help="none (loopback only) | oidc (Streamlit login, \\[auth] in "
                                            "secrets.toml) | proxy (an authenticating reverse proxy in front of "
                                            "a loopback-bound server).")] = "none",
-    secrets: Annotated[Path | None, typer.Option(help="secrets.toml with the [auth] section (default "
+    secrets: Annotated[Path | None, typer.Option(help="secrets.toml with the \\[auth] section (default "
                                                       ".streamlit/secrets.toml).", show_default=False)] = None,
     allow: Annotated[str | None, typer.Option(help="With --auth oidc: e-mail addresses or @domains allowed, "
                                                    "comma-separated.", show_default=False)] = None,

@@ -22,7 +22,7 @@ import typer
 
 from jobs._common import (
     DbOption,
-    ResultsOption,
+    RunResultsOption,
     command_line,
     friendly_errors,
     job_argv,
@@ -510,7 +510,7 @@ def main(
     nproc: Annotated[int, typer.Option(help="Processes on this machine (launches torchrun); each explains a "
                                             "share and writes Parquet shards, rank 0 merges them.")] = 1,
     db: DbOption = None,
-    results: ResultsOption = None,
+    results: RunResultsOption = None,
 ) -> None:
     """Explain every prediction of a split: heatmaps, zone scores, quality, landmarks, faithfulness."""
     import os

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jobs._common import DbOption, command_line, friendly_errors
+from jobs._common import DbOption, ResultsOption, command_line, friendly_errors
 
 __all__ = ["ingest_run_config", "main", "options_run_config"]
 
@@ -45,6 +45,7 @@ def main(
     strict: Annotated[bool, typer.Option(help="Stop at the first bad image instead of skipping it.")] = False,
     force: Annotated[bool, typer.Option(help="Read every file again even if the same files are registered.")] = False,
     db: DbOption = None,
+    results: ResultsOption = None,
 ) -> None:
     """Register a dataset: decode and hash every image, split by patient, record bad files."""
     options = dict(locals())  # every option by name; jobs.rerun parses a rerun command into the same dict
@@ -54,7 +55,8 @@ def main(
 
     if not data.exists():
         raise RetcoreError(f"--data {data} does not exist; pass a class-folder root, split-folder root or CSV")
-    ingest_stage(data, open_db(db), split=_split(options), strict=strict, force=force, command=command_line())
+    ingest_stage(data, open_db(db), split=_split(options), strict=strict, force=force, command=command_line(),
+                 results=results)
 
 
 if __name__ == "__main__":

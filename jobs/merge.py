@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from jobs._common import DbOption, ResultsOption, command_line, friendly_errors
+from jobs._common import DbOption, RunResultsOption, command_line, friendly_errors
 
 __all__ = ["main", "run_merge"]
 
@@ -84,7 +84,7 @@ def main(
                                                        show_default=False)] = None,
     stage: Annotated[str, typer.Option(help="Which shards: 'predict' or 'explain'.")] = "predict",
     db: DbOption = None,
-    results: ResultsOption = None,
+    results: RunResultsOption = None,
 ) -> None:
     """Merge the shards of a sharded `retcore predict` or `retcore explain` into the database."""
     n = run_merge(run, split, db=db, results=results, sources=sources, command=command_line(), stage=stage)

@@ -46,7 +46,7 @@ def _split_settings(val: float, test: float, split_seed: int, patient_regex: str
 
 
 def ingest_stage(source: Path, db_path: Path, *, split: dict, strict: bool = False, force: bool = False,
-                 command: str = "") -> str:
+                 command: str = "", results: Path | None = None) -> str:
     """Register ``source`` (decode, hash, split) unless the same files are registered; return the dataset id."""
     from jobs._dataset import prepare_dataset, registered_dataset
     from jobs.ingest import ingest_run_config
@@ -60,7 +60,7 @@ def ingest_stage(source: Path, db_path: Path, *, split: dict, strict: bool = Fal
             return found.dataset_id
     run_id = new_run_id("ingest")
     config = ingest_run_config(source, split, strict)
-    with record_run(db_path, "ingest", config=config, command=command, run_id=run_id) as rec:
+    with record_run(db_path, "ingest", config=config, command=command, run_id=run_id, results=results) as rec:
         prepared = prepare_dataset(db_path, source, run_id=run_id, strict=strict, val=split["val"],
                                    test=split["test"], split_seed=split["split_seed"],
                                    patient_regex=split["patient_regex"])
@@ -220,7 +220,8 @@ def main(
     if cfg.model.startswith("retfound") and not cfg.checkpoint:
         typer.echo(f"note: no --checkpoint: {cfg.model} starts from random weights, not RETFound's")
 
-    ingest_stage(source, db_path, split=split, strict=strict, force="ingest" in redo, command=command)
+    ingest_stage(source, db_path, split=split, strict=strict, force="ingest" in redo, command=command,
+                 results=results)
     run_id = finetune_stage(cfg, source, db_path, results=results, split=split, force="finetune" in redo,
                             strict=strict, command=command)
     step = batch_size or 32

@@ -10,7 +10,7 @@ import typer
 
 from jobs._common import (
     DbOption,
-    ResultsOption,
+    RunResultsOption,
     command_line,
     friendly_errors,
     job_argv,
@@ -55,11 +55,11 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
 
     from jobs._runs import load_trained_model, results_root_of, split_images
     from jobs.summarize import summarize_split
-    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
+    from retcore.data import FundusDataset, ImageRecord, build_eval_transform, collate_skipping
     from retcore.errors import DataError
     from retcore.metrics import classification_report
     from retcore.storage.runs import open_db, record_run
-    from retcore.storage.writes import write_metrics, write_predictions
+    from retcore.storage.writes import write_ingest_errors, write_metrics, write_predictions
     from retcore.train.engine import predict_probs, resolve_device
 
     from retcore.train.distributed import init_distributed
@@ -69,10 +69,6 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
                                     num_workers=num_workers, command=command)
     db_path = open_db(db, must_exist=True)
     trained, images = split_images(db_path, run, split)
-    missing = [p for p in images["path"] if not Path(p).is_file()]
-    if missing:
-        raise DataError(f"{len(missing)} image files of split {split!r} are missing, e.g. {missing[0]}; "
-                        "restore the dataset folder")
     config = predict_run_config(trained.run_id, split, batch_size, device)
     out = results_root_of(trained, db, results)
     with record_run(db_path, "predict", config=config, command=command, parent_run_id=trained.run_id,
@@ -82,17 +78,29 @@ def run_predict(run: str, split: str = "test", *, db: Path | None = None, result
         classes = list(meta["class_names"])
         records = [ImageRecord(path=p, label=l, split=s, patient_id=None, eye=e, mask_path=m)
                    for p, l, s, e, m in images[["path", "label", "split", "eye", "mask_path"]].itertuples(index=False)]
-        dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"]), normalize=False))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+        dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"]), normalize=False),
+                                skip_unreadable=True)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping,
                             pin_memory=torch_device.type == "cuda")
         bar = tqdm(total=len(loader), desc=f"predict {split}", unit="batch")
+        failed: list[tuple[int, str]] = []
 
         def on_step(step: int) -> None:
             bar.update(1)
             rec.progress((step + 1) / len(loader), f"{split}: batch {step + 1}/{len(loader)}")
 
-        probs, labels, indices = predict_probs(model, loader, device=torch_device, on_step=on_step)
+        probs, labels, indices = predict_probs(model, loader, device=torch_device, on_step=on_step,
+                                               on_failed=failed.extend)
         bar.close()
+        if failed:  # missing or unreadable since ingest: skipped and recorded, like explain does
+            skipped = [(records[i].path, reason) for i, reason in sorted(failed)]
+            write_ingest_errors(db_path, skipped, run_id=rec.run_id, dataset_id=trained.dataset_id)
+            for path, reason in skipped:
+                tqdm.write(f"skipped {path}: {reason}")
+            if len(failed) == len(records):
+                raise DataError(f"none of the {len(records)} images of split {split!r} can be read (e.g. "
+                                f"{skipped[0][1]}): restore the dataset folder, or point the database at its "
+                                "new place with `retcore relocate`")
         order = images.iloc[indices]
         pred = probs.argmax(axis=1)
         frame = pd.DataFrame({
@@ -123,8 +131,10 @@ def _predict_share(checkpoint: str, images, device: str, batch_size: int, num_wo
     import pandas as pd
     from torch.utils.data import DataLoader
 
+    from tqdm.auto import tqdm
+
     from jobs._runs import load_trained_model
-    from retcore.data import FundusDataset, ImageRecord, build_eval_transform
+    from retcore.data import FundusDataset, ImageRecord, build_eval_transform, collate_skipping
     from retcore.train.engine import predict_probs, resolve_device
 
     torch_device = resolve_device(device)
@@ -134,9 +144,18 @@ def _predict_share(checkpoint: str, images, device: str, batch_size: int, num_wo
         return pd.DataFrame(columns=["image_id", "label", "probs", "pred", "confidence", "correct"]), classes
     records = [ImageRecord(path=p, label=l, split=s, patient_id=None, eye=e, mask_path=m)
                for p, l, s, e, m in images[["path", "label", "split", "eye", "mask_path"]].itertuples(index=False)]
-    dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"]), normalize=False))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=torch_device.type == "cuda")
-    probs, labels, indices = predict_probs(model, loader, device=torch_device)
+    dataset = FundusDataset(records, classes, build_eval_transform(_square(meta["img_size"]), normalize=False),
+                            skip_unreadable=True)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping,
+                        pin_memory=torch_device.type == "cuda")
+
+    def on_failed(failed: list[tuple[int, str]]) -> None:  # not in the shard: tried again on the next run
+        for i, reason in failed:
+            tqdm.write(f"skipped {records[i].path}: {reason}")
+
+    probs, labels, indices = predict_probs(model, loader, device=torch_device, on_failed=on_failed)
+    if len(indices) == 0:
+        return pd.DataFrame(columns=["image_id", "label", "probs", "pred", "confidence", "correct"]), classes
     order = images.iloc[indices]
     pred = probs.argmax(axis=1)
     return pd.DataFrame({
@@ -208,7 +227,7 @@ def main(
     db: DbOption = None,
     nproc: Annotated[int, typer.Option(help="Processes on this machine (launches torchrun); each predicts a "
                                             "share and writes a Parquet shard, rank 0 merges them.")] = 1,
-    results: ResultsOption = None,
+    results: RunResultsOption = None,
 ) -> None:
     """Predict every image of a split with a fine-tuned run and store metrics."""
     import os

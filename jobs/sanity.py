@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jobs._common import DbOption, ResultsOption, command_line, friendly_errors, set_threads
+from jobs._common import DbOption, RunResultsOption, command_line, friendly_errors, set_threads
 from jobs.explain import DEFAULT_METHODS, method_list
 
 __all__ = ["DEFAULT_IMAGES", "main", "options_run_config", "run_data_randomisation", "run_sanity",
@@ -306,7 +306,7 @@ def main(
     num_workers: Annotated[int, typer.Option(help="DataLoader workers that decode and prepare images.")] = 2,
     device: str = "auto",
     db: DbOption = None,
-    results: ResultsOption = None,
+    results: RunResultsOption = None,
 ) -> None:
     """Sanity-check the explanation methods: maps on randomised models vs the trained model."""
     set_threads()

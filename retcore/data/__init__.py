@@ -13,7 +13,7 @@ Deduplicate before splitting so that a copied image cannot sit in two splits.
 """
 from __future__ import annotations
 
-from retcore.data.dataset import FundusDataset
+from retcore.data.dataset import FundusDataset, collate_skipping
 from retcore.data.ingest import (
     DEFAULT_MAX_PIXELS,
     ERROR_KINDS,
@@ -49,6 +49,7 @@ __all__ = [
     "DuplicateGroup",
     "FovCrop",
     "FundusDataset",
+    "collate_skipping",
     "ImageRecord",
     "IngestError",
     "IngestResult",

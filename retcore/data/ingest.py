@@ -262,7 +262,7 @@ def ingest(
         except _BadImage as exc:
             if strict:
                 raise DataError(
-                    f"image {record.path!r}: {exc.reason}; fix or remove the file, or ingest without strict"
+                    f"image {record.path!r}: {exc.reason}; fix or remove the file, or ingest without --strict"
                 ) from exc
             errors.append(IngestError(path=record.path, reason=exc.reason))
     return IngestResult(records=good, errors=errors, duplicates=_duplicate_groups(good))

@@ -162,8 +162,14 @@ def predict_probs(
     device: torch.device,
     amp: bool = True,
     on_step: Callable[[int], None] | None = None,
+    on_failed: Callable[[list[tuple[int, str]]], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Softmax probabilities for every image.
+
+    Batches are ``(images, labels, indices)``, or ``(images, labels, indices, failed)`` from
+    :func:`retcore.data.dataset.collate_skipping`: then ``on_failed`` gets each batch's
+    ``(index, reason)`` list of unreadable images (which have no row in the result), and a batch
+    of unreadable images only (``images`` None) is passed over.
 
     Batches of uint8 pixels (``build_eval_transform(normalize=False)``) are normalised on
     ``device``. The probabilities stay on the device until the end (one copy back, no
@@ -177,7 +183,14 @@ def predict_probs(
 
     model.eval()
     probs, labels, indices = [], [], []
-    for step, (images, batch_labels, batch_indices) in enumerate(batches):
+    for step, batch in enumerate(batches):
+        images, batch_labels, batch_indices = batch[:3]
+        if len(batch) > 3 and batch[3] and on_failed is not None:
+            on_failed(batch[3])
+        if images is None:
+            if on_step is not None:
+                on_step(step)
+            continue
         x = normalize_on_device(images.to(device, non_blocking=True))
         with autocast(device, amp):
             logits = model(x)

@@ -185,10 +185,42 @@ def test_copied_database_moves_to_new_roots(real_run, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_relocate_errors_are_one_line(tmp_path):
+def test_predict_skips_and_records_images_broken_since_ingest(real_run, tmp_path):
+    """A test image corrupted and another deleted after ingest: predict skips both, records them, goes on."""
+    import shutil
+
+    from jobs._runs import find_trained_run, run_images
     from jobs.cli import app
 
+    old, new = real_run["root"], tmp_path / "moved"
+    shutil.copytree(old, new)
+    db = new / "results.duckdb"
+    result = CliRunner().invoke(app, ["relocate", "--db", str(db), "--data-root", f"{old / 'dataset'}={new / 'dataset'}",
+                                      "--results-root", f"{old / 'results'}={new / 'results'}"])
+    assert result.exit_code == 0, result.output
+    trained = find_trained_run(db, "latest")
+    paths = sorted(run_images(db, trained.dataset_id, "test")["path"])
+    Path(paths[0]).write_bytes(b"not a jpeg at all")
+    Path(paths[1]).unlink()
+    result = CliRunner().invoke(app, ["predict", "--run", "latest", "--split", "test", "--db", str(db),
+                                      "--num-workers", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {paths[0]}: " in result.output and f"skipped {paths[1]}: " in result.output
+    predict_run = _q(db, "SELECT run_id FROM runs WHERE job = 'predict' ORDER BY started_at DESC LIMIT 1").iat[0, 0]
+    recorded = _q(db, "SELECT path FROM ingest_errors WHERE run_id = ? ORDER BY path", [predict_run])
+    assert recorded["path"].tolist() == paths[:2]
+    n = _q(db, "SELECT count(*) FROM predictions WHERE run_id = ? AND split = 'test'", [trained.run_id]).iat[0, 0]
+    assert n == len(paths) - 2
+
+
+def test_relocate_errors_are_one_line(tmp_path):
+    from jobs.cli import app
+    from retcore.storage.runs import open_db
+
     db = str(tmp_path / "r.duckdb")
+    result = CliRunner().invoke(app, ["relocate", "--db", db, "--data-root", "/nowhere=/else"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    open_db(db)
     result = CliRunner().invoke(app, ["relocate", "--db", db])
     assert result.exit_code == 2 and "nothing to relocate" in result.output
     result = CliRunner().invoke(app, ["relocate", "--db", db, "--data-root", "/only-old"])
