@@ -4,14 +4,16 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from retcore.errors import RetcoreError
+from retcore.errors import RetcoreError, Terminated
 
 __all__ = ["DbOption", "ResultsOption", "RunResultsOption", "command_line", "friendly_errors", "path_error", "results_dir"]
 
@@ -61,6 +63,7 @@ def friendly_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _catch_sigterm()
         try:
             return fn(*args, **kwargs)
         except RetcoreError as exc:
@@ -82,9 +85,26 @@ def friendly_errors(fn: F) -> F:
             status = getattr(exc, "retcore_status", None) or (
                 "interrupted: rerun the same command to continue (fine-tuning: `retcore finetune --resume RUN`)")
             typer.secho(status + (f" (log: {log})" if log else ""), err=True, fg=typer.colors.YELLOW)
-            raise typer.Exit(code=130) from None
+            raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` (a KeyboardInterrupt: the run is recorded as interrupted)
+    while a job runs in the main thread with the default handler; returns the handler to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def path_error(exc: OSError) -> str:

@@ -154,7 +154,7 @@ def main(
                                               show_default=False)] = None,
     checkpoint: Annotated[str | None, typer.Option(help="Pretrained weights: a .pth path or hub:<repo>.")] = None,
     freeze_backbone: Annotated[bool, typer.Option(help="Linear probe on cached features (ViT-L on a CPU).")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default: the recipe's).",
+    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default: the recipe's).", min=1,
                                                show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step in every stage (default: the recipe's "
                                                    "for training, 32 predict, 8 explain).", show_default=False)] = None,

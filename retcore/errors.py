@@ -1,7 +1,7 @@
 """Errors a user can fix. Each message is one line naming the thing and the fix."""
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "DatabaseError", "DatabaseLockedError", "RetcoreError"]
+__all__ = ["CheckpointError", "DataError", "DatabaseError", "DatabaseLockedError", "RetcoreError", "Terminated"]
 
 
 class RetcoreError(Exception):
@@ -22,3 +22,8 @@ class DatabaseError(RetcoreError):
 
 class DatabaseLockedError(DatabaseError):
     """The results database stayed locked by another connection or process past the wait."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The job got SIGTERM (``kill``, ``timeout``, ``docker stop``, a batch scheduler): handled like
+    Ctrl-C (the run is recorded as interrupted and can be resumed), exit code 143."""

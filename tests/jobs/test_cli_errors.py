@@ -60,3 +60,10 @@ def test_jobs_that_read_earlier_runs_do_not_create_a_missing_database(tmp_path, 
     assert result.exit_code == 2, text
     assert f"error: database {db} does not exist" in text
     assert not db.exists(), "no empty database is left behind"
+
+
+def test_zero_epochs_is_refused_before_any_work(tmp_path):
+    db = tmp_path / "r.duckdb"
+    result, text = _run("finetune", "--data", str(tmp_path), "--epochs", "0", "--db", str(db))
+    assert result.exit_code == 2 and "--epochs" in text and "greater than or equal to 1" in text
+    assert not db.exists()

@@ -81,3 +81,17 @@ def test_model_from_checkpoint_needs_retcore_file(make_tiny: Callable[..., torch
     assert read_checkpoint(path)[1]["kind"] == "state_dict"
     with pytest.raises(CheckpointError, match="not a retcore checkpoint"):
         model_from_checkpoint(path)
+
+
+def test_saved_checkpoint_has_the_permissions_of_any_new_file(tiny_registered: str, tmp_path: Path) -> None:
+    """The temporary file behind the atomic save is 0600; the checkpoint must be readable by the team."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "best.pth", create_model(tiny_registered, 4, img_size=64), {})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o666 == 0o644

@@ -305,3 +305,31 @@ def test_cli_names_the_outcome_and_the_log(tmp_path):
     assert "ft.log" in result.output
     result = CliRunner().invoke(app, ["broken"])
     assert result.exit_code == 2 and "error: no such split" in result.output and "pr.log" in result.output
+
+
+def test_sigterm_records_the_run_as_interrupted_and_exits_143(tmp_path):
+    """`timeout`, `docker stop` and schedulers send SIGTERM: the run must not stay `running` for minutes."""
+    db = tmp_path / "r.duckdb"
+    code = textwrap.dedent(f"""
+        import os, signal, sys, time
+        import typer
+        from jobs._common import friendly_errors
+        from retcore.storage.runs import record_run
+
+        @friendly_errors
+        def job():
+            with record_run({str(db)!r}, "finetune", config={{}}, run_id="termed"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)
+
+        try:
+            job()
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert "interrupted: stopped by SIGTERM" in done.stderr and "--resume termed" in done.stderr
+    assert "Traceback" not in done.stderr
+    status, error = _row(db, "termed")[:2]
+    assert status == "interrupted" and "stopped by SIGTERM" in error

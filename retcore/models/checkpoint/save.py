@@ -19,6 +19,13 @@ __all__ = ["FORMAT_VERSION", "save_checkpoint"]
 FORMAT_VERSION = 1
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _model_meta(model: nn.Module) -> dict[str, Any]:
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if isinstance(img_size, tuple | list):
@@ -61,6 +68,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: Mappin
     os.close(fd)
     try:
         torch.save({"model": state, "retcore": full}, tmp_name)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is shared like any file
         os.replace(tmp_name, dest)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -9,12 +9,13 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from retcore.errors import DatabaseError, DatabaseLockedError, RetcoreError
+from retcore.errors import DatabaseError, DatabaseLockedError, RetcoreError, Terminated
 from retcore.storage.db import connect, transaction
 from retcore.storage.migrations import migrate
 from retcore.storage.runs._common import _RUNS_WRITE, _now
@@ -185,8 +186,10 @@ def record_run(
             parent_out = row[0] if row else None
         if existing is not None and live_status(*existing, now=now) == "running":
             seen = existing[1] or existing[2]
-            raise RetcoreError(f"run {run_id} is still running (heartbeat at {seen:%H:%M:%S} UTC); "
-                               "wait for it to finish, or stop its process first")
+            stale = seen + timedelta(seconds=_stale_after(None))
+            raise RetcoreError(f"run {run_id} is still running (heartbeat at {seen:%H:%M:%S} UTC): wait for it "
+                               "to finish, or stop its process; if it was killed (kill -9, a crash), its "
+                               f"heartbeat goes stale at {stale:%H:%M:%S} UTC, then run this again")
         root = Path(results).expanduser().resolve() if results is not None else \
             results_root(path, out_dir, parent_out)
         log = _start_log(root, run_id, job, command, resumed=existing is not None)
@@ -217,7 +220,8 @@ def record_run(
             status = "interrupted"
             row_config = json.dumps(config, default=str)
             message = interrupted_error(job, run_id, since=_now(), config=row_config, command=command,
-                                        cause="stopped by Ctrl-C")
+                                        cause="stopped by SIGTERM" if isinstance(exc, Terminated)
+                                        else "stopped by Ctrl-C")
         else:
             status = "failed"
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
