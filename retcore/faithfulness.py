@@ -30,8 +30,10 @@ batching and a resumed run draws the same map), stepped exactly like the method'
 **Comparison** (:func:`compare_with_random`): per image d = AUC(method) - AUC(random); the mean
 of d with a percentile-bootstrap interval over images and the Wilcoxon signed-rank test
 (``retcore.stats.paired_difference``). Verdict: *beats random* when the interval lies entirely on
-the better side of 0 and p < ``alpha``; *worse than random* when it lies on the other side and
-p < ``alpha``; otherwise *does not beat random*.
+the better side of 0, p < ``alpha`` and the mean difference is at least :data:`MIN_DIFFERENCE`
+(0.001 of AUC, the precision the verdict prints: a model whose output does not move with the
+input gives float-rounding differences of ~1e-7 that a signed-rank test can still call
+significant); *worse than random* likewise on the other side; otherwise *does not beat random*.
 """
 from __future__ import annotations
 
@@ -187,6 +189,10 @@ def curve_aucs(curves: pd.DataFrame, keys: Sequence[str] = ("index", "unit", "te
     return out.rename("auc").reset_index()
 
 
+MIN_DIFFERENCE = 1e-3
+"""Smallest mean AUC difference to random that a verdict counts as an effect (AUC is in [0, 1])."""
+
+
 def verdict(test: str, difference: float, low: float, high: float, p: float, n: int, alpha: float = 0.05) -> str:
     """One plain line: whether the method beats random on ``test``, with the difference and its interval."""
     better = TESTS[test][1]
@@ -195,10 +201,12 @@ def verdict(test: str, difference: float, low: float, high: float, p: float, n: 
     good = (high < 0) if better == "lower" else (low > 0)
     bad = (low > 0) if better == "lower" else (high < 0)
     p_text = "<0.001" if p < 0.001 else f"{p:.3f}"
-    what = ("beats random" if good and p < alpha else "worse than random" if bad and p < alpha
-            else "does not beat random")
+    tiny = abs(difference) < MIN_DIFFERENCE
+    what = ("beats random" if good and p < alpha and not tiny else "worse than random" if bad and p < alpha
+            and not tiny else "does not beat random")
+    note = f", below the {MIN_DIFFERENCE:g} counted as an effect" if tiny and (good or bad) and p < alpha else ""
     return (f"{what} on {test} ({better} AUC is better): difference to random {difference:+.3f} "
-            f"[{low:+.3f}, {high:+.3f}], Wilcoxon p {p_text}, n={n}")
+            f"[{low:+.3f}, {high:+.3f}]{note}, Wilcoxon p {p_text}, n={n}")
 
 
 def compare_with_random(aucs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,

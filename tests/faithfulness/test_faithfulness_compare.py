@@ -43,3 +43,14 @@ def test_verdict_line():
     assert verdict("insertion", -0.05, -0.07, -0.03, 0.01, 12).startswith("worse than random")
     assert verdict("insertion", 0.05, 0.01, 0.09, 0.2, 12).startswith("does not beat random")  # p too large
     assert verdict("insertion", float("nan"), float("nan"), float("nan"), float("nan"), 0) == "insertion: not measured"
+
+
+def test_float_rounding_differences_are_not_an_effect():
+    """A model whose output ignores the input: AUCs equal up to ~1e-7, yet a consistent sign makes p small."""
+    r = np.full(24, 0.25)
+    frame = _aucs("rollout", "insertion", r + 3e-7, r)
+    row = compare_with_random(frame, n_boot=200).iloc[0]
+    assert row["wilcoxon_p"] < 0.05 and row["difference_low"] > 0, "the test alone would call it significant"
+    assert not row["beats_random"]
+    assert row["verdict"].startswith("does not beat random") and "below the 0.001 counted as an effect" in row["verdict"]
+    assert verdict("insertion", 0.0012, 0.0011, 0.0013, 0.001, 24).startswith("beats random")
