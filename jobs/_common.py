@@ -67,6 +67,7 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RetcoreError as exc:
+            _close_progress_bars()
             typer.secho(f"error: {str(exc).splitlines()[0]}", err=True, fg=typer.colors.RED)
             log = getattr(exc, "retcore_log_path", None)
             if log:
@@ -75,12 +76,14 @@ def friendly_errors(fn: F) -> F:
         except OSError as exc:
             if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
                 raise
+            _close_progress_bars()
             typer.secho(f"error: {path_error(exc)}", err=True, fg=typer.colors.RED)
             log = getattr(exc, "retcore_log_path", None)
             if log:
                 typer.secho(f"details: {log}", err=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt as exc:
+            _close_progress_bars()
             log = getattr(exc, "retcore_log_path", None)
             status = getattr(exc, "retcore_status", None) or (
                 "interrupted: rerun the same command to continue (fine-tuning: `retcore finetune --resume RUN`)")
@@ -91,6 +94,16 @@ def friendly_errors(fn: F) -> F:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _close_progress_bars() -> None:
+    """End every open tqdm bar, so the error that follows starts on a line of its own."""
+    try:
+        from tqdm.std import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

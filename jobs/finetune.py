@@ -72,6 +72,17 @@ def options_run_config(options: Mapping[str, Any]) -> dict:
                                patient_regex=options["patient_regex"], world_size=options.get("nproc") or 1)
 
 
+def _check_model_inputs(cfg) -> None:
+    """The model name is registered and a local ``--checkpoint`` file exists (nothing is loaded)."""
+    from retcore.models.checkpoint.hub import HUB_PREFIX
+    from retcore.models.checkpoint.read import check_checkpoint_path
+    from retcore.models.registry import MODEL_REGISTRY
+
+    MODEL_REGISTRY.check([cfg.model])
+    if cfg.checkpoint and not str(cfg.checkpoint).startswith(HUB_PREFIX):
+        check_checkpoint_path(cfg.checkpoint)
+
+
 def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, results: Path | None = None,
                  run_id: str | None = None, resume: bool = False, strict: bool = False,
                  val: float = 0.15, test: float = 0.15, split_seed: int = 0,
@@ -114,6 +125,7 @@ def run_finetune(cfg: FinetuneConfig, data: Path, *, db: Path | None = None, res
         run_id = run_id or new_run_id("finetune")
         out_dir = results_dir(db, results).resolve() / "runs" / run_id
     patient_regex = patient_regex or DEFAULT_PATIENT_REGEX
+    _check_model_inputs(cfg)  # before the dataset is read: a typo is reported at once
     config = finetune_run_config(cfg, data, val=val, test=test, split_seed=split_seed, patient_regex=patient_regex,
                                  world_size=w.size)
 

@@ -67,3 +67,38 @@ def test_zero_epochs_is_refused_before_any_work(tmp_path):
     result, text = _run("finetune", "--data", str(tmp_path), "--epochs", "0", "--db", str(db))
     assert result.exit_code == 2 and "--epochs" in text and "greater than or equal to 1" in text
     assert not db.exists()
+
+
+@pytest.mark.parametrize("extra, words", [(["--checkpoint", "missing/RETFound_mae.pth"], "not found"),
+                                          (["--model", "vit_gigantic_typo"], "vit_gigantic_typo")])
+def test_model_and_checkpoint_typos_are_reported_before_the_dataset_is_read(tmp_path, extra, words):
+    import duckdb
+
+    (tmp_path / "data" / "normal").mkdir(parents=True)
+    (tmp_path / "data" / "normal" / "1_left.jpg").write_bytes(b"never decoded")
+    db = tmp_path / "r.duckdb"
+    result, text = _run("finetune", "--data", str(tmp_path / "data"), "--db", str(db), *extra)
+    assert result.exit_code == 2 and words in text, text
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM ingest_errors").fetchone()[0] == 0
+
+
+def test_an_error_during_a_progress_bar_starts_on_its_own_line(capsys):
+    import typer
+    from tqdm.auto import tqdm
+
+    from jobs._common import friendly_errors
+    from retcore.errors import DataError
+
+    @friendly_errors
+    def job():
+        bar = tqdm(total=4, desc="predict test", unit="batch")
+        bar.update(1)
+        raise DataError("image 'x.jpg': not an image")
+
+    with pytest.raises(typer.Exit):
+        job()
+    err = capsys.readouterr().err
+    assert "\nerror: image 'x.jpg': not an image" in err or err.startswith("error:")
+    assert not any("predict test" in line and "error:" in line for line in err.split("\n"))

@@ -26,7 +26,8 @@ import torch
 
 from retcore.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_KINDS", "CheckpointSource", "StateDict", "load_checkpoint_state", "read_checkpoint"]
+__all__ = ["CHECKPOINT_KINDS", "CheckpointSource", "StateDict", "check_checkpoint_path", "load_checkpoint_state",
+           "read_checkpoint"]
 
 CHECKPOINT_KINDS = ("mae_pretrain", "dinov2_pretrain", "retfound_finetuned", "retcore", "state_dict")
 _SAFE_GLOBALS: list[Any] = [argparse.Namespace]
@@ -117,6 +118,25 @@ def _args_dict(args: Any) -> dict[str, Any] | None:
     return {"value": args}
 
 
+def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """The local checkpoint file ``path``, checked to exist and be a file (nothing is read).
+
+    Jobs call it before any long work, so a typo is reported at once, not after ingesting a folder.
+
+    Raises:
+        CheckpointError: missing (with a ``hub:`` hint for a repo-like name) or not a file.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        hint = ""
+        if not p.is_absolute() and str(path).count("/") == 1 and not str(path).endswith((".pth", ".pt")):
+            hint = f" (for the Hugging Face release use hub:{path})"
+        raise CheckpointError(f"checkpoint {path} not found: check the path{hint}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file: pass the .pth file itself")
+    return p
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, Any]]:
     """Read a checkpoint file safely and return ``(state_dict, meta)``.
 
@@ -132,14 +152,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
         CheckpointError: missing file, not a torch file, a pickle needing
             classes outside the allow-list, or no weights inside.
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        hint = ""
-        if not p.is_absolute() and str(path).count("/") == 1 and not str(path).endswith((".pth", ".pt")):
-            hint = f" (for the Hugging Face release use hub:{path})"
-        raise CheckpointError(f"checkpoint {path} not found: check the path{hint}")
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file: pass the .pth file itself")
+    p = check_checkpoint_path(path)
     obj = _torch_load(p)
     meta: dict[str, Any] = {"path": str(p), "kind": "", "epoch": None, "args": None, "dropped_keys": []}
     if not isinstance(obj, Mapping):
