@@ -144,7 +144,8 @@ def _open(path: Path, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnec
             return duckdb.connect(str(path), read_only=read_only)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not is_lock_error(exc):
-                raise DatabaseError(f"cannot open database {path}: {exc}".splitlines()[0]) from exc
+                raise DatabaseError(f"cannot open database {path}: {str(exc).splitlines()[0].rstrip('!. ')}: pass the results "
+                                    "database a job wrote (--db), or a new file name to start one") from exc
             if time.monotonic() >= deadline:
                 raise DatabaseLockedError(
                     f"database {path} is locked by another process (a job is writing); "
