@@ -122,20 +122,25 @@ def predict_stage(run_id: str, splits: list[str], db_path: Path, *, results: Pat
     """Predict each split unless the run already has a prediction for every image of it."""
     from jobs._runs import find_trained_run, run_images
     from jobs.predict import run_predict
-    from retcore.results.lookups import prediction_count
+    from retcore.results.lookups import predict_skipped_paths, prediction_count
     from retcore.storage import connect
 
     trained = find_trained_run(db_path, run_id)
     eye = trained.config.get("finetune", {}).get("eye", "both")
     for split in splits:
-        n_images = len(run_images(db_path, trained.dataset_id, split, eye=eye))
+        paths = run_images(db_path, trained.dataset_id, split, eye=eye)["path"].astype(str)
+        n_images = len(paths)
         with connect(db_path, read_only=True) as con:
             n_pred = prediction_count(con, run_id, split)
+            # files that broke after ingest: predict skipped them once; they would only be skipped again
+            unreadable = int(paths.isin(predict_skipped_paths(con, run_id)).sum())
         if n_images == 0:
             typer.echo(f"predict: the dataset has no {split!r} images; skipped")
             continue
-        if n_pred == n_images and not force:
-            typer.echo(f"predict: run {run_id} already has {n_pred} {split} predictions (--force predict redoes them)")
+        if n_pred + unreadable >= n_images and n_pred > 0 and not force:
+            skipped = f", {unreadable} unreadable file(s) skipped (see ingest_errors)" if unreadable else ""
+            typer.echo(f"predict: run {run_id} already has {n_pred} {split} predictions{skipped} "
+                       "(--force predict redoes them)")
             continue
         run_predict(run_id, split, db=db_path, results=results, batch_size=batch_size, device=device,
                     num_workers=num_workers, command=command)

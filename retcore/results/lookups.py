@@ -120,6 +120,14 @@ def prediction_count(q: Source, run: str, split: str) -> int:
                      (run, split))["n"].iloc[0])
 
 
+def predict_skipped_paths(q: Source, run: str) -> set[str]:
+    """Image paths that ``retcore predict`` runs of ``run`` skipped as missing or unreadable
+    (``ingest_errors`` rows of predict runs whose parent is ``run``)."""
+    rows = frame(q, "SELECT DISTINCT e.path FROM ingest_errors e JOIN runs r ON e.run_id = r.run_id "
+                    "WHERE r.parent_run_id = ? AND r.job = 'predict'", (run,))
+    return set(rows["path"].astype(str))
+
+
 def has_predictions(q: Source, run: str, split: str) -> bool:
     """True when ``run`` has at least one stored prediction on ``split``."""
     return not frame(q, "SELECT 1 AS one FROM predictions WHERE run_id = ? AND split = ? LIMIT 1",

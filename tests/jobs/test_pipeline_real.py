@@ -185,7 +185,7 @@ def test_copied_database_moves_to_new_roots(real_run, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_predict_skips_and_records_images_broken_since_ingest(real_run, tmp_path):
+def test_predict_skips_and_records_images_broken_since_ingest(real_run, tmp_path, capsys):
     """A test image corrupted and another deleted after ingest: predict skips both, records them, goes on."""
     import shutil
 
@@ -211,6 +211,11 @@ def test_predict_skips_and_records_images_broken_since_ingest(real_run, tmp_path
     assert recorded["path"].tolist() == paths[:2]
     n = _q(db, "SELECT count(*) FROM predictions WHERE run_id = ? AND split = 'test'", [trained.run_id]).iat[0, 0]
     assert n == len(paths) - 2
+    from jobs.pipeline import predict_stage
+
+    predict_stage(trained.run_id, ["test"], db, results=None, device="cpu", num_workers=0)
+    said = capsys.readouterr().out
+    assert f"already has {len(paths) - 2} test predictions, 2 unreadable file(s) skipped" in said, said
 
 
 def test_relocate_errors_are_one_line(tmp_path):
