@@ -107,8 +107,12 @@ def _gallery(cls: str, display: dict) -> None:
     order = c1.selectbox("Order", list(queries.ORDERS), key="cases-order",
                          help="; ".join(f"{k}: {v[1]}" for k, v in queries.ORDERS.items()))
     methods = list(f.methods)
+    # keyed on the sidebar method: changing it starts the selection again from that method (a kept
+    # selection showed one method's maps under another method's center / drift numbers)
     chosen = c2.multiselect("Methods side by side", methods, default=[f.method] if f.method else [],
-                            key="cases-methods", disabled=not methods)
+                            key=f"cases-methods-{f.method}", disabled=not methods,
+                            help="Maps drawn per image. The center and drift numbers under each image are those "
+                                 "of the sidebar's method.")
     per_kind = c3.number_input("Per group", 2, 24, 8, 2, key="cases-n")
     if not methods:
         st.info(f"Run {f.run} has no explanations yet: photos only. "
@@ -155,12 +159,13 @@ def _gallery(cls: str, display: dict) -> None:
                                                     label=label))
                 col = cols[i % len(cols)]
                 parts = [f"**{row.label} → {row.pred}**", f"conf {row.confidence:.2f}", *blank]
+                whose = f" ({f.method})" if chosen != [f.method] else ""
                 if pd.notna(row.center):
-                    parts.append(f"center {row.center:.2f}")
+                    parts.append(f"center {row.center:.2f}{whose}")
                 if pd.notna(row.drift):
-                    parts.append(f"drift {row.drift:.2f}")
+                    parts.append(f"drift {row.drift:.2f}{whose}")
                 col.image(np.hstack(tiles) if len(tiles) > 1 else tiles[0], width="stretch",
-                          caption=" · ".join(chosen) if len(chosen) > 1 else None)
+                          caption=" · ".join(chosen) if chosen else None)
                 col.markdown(" · ".join(parts))
                 if col.button("Open", key=f"open-{kind}-{row.image_id}", icon=":material/open_in_full:"):
                     st.query_params["case"] = row.image_id

@@ -60,7 +60,8 @@ def test_cases_gallery_and_click_through(app, tiny_explained, texts):
     at = app(tiny_explained["db"], "cases")
     assert len(at.get("image")) >= 1
     assert any(b.label == "Open" for b in at.button)
-    at.multiselect(key="cases-methods").set_value(["lrp", "gae"]).run()
+    side_by_side = next(m for m in at.multiselect if m.label == "Methods side by side")
+    side_by_side.set_value(["lrp", "gae"]).run()
     assert not at.exception
     at.slider(key="cases-alpha").set_value(0.9).run()
     at.selectbox(key="cases-cmap").set_value("viridis").run()
@@ -75,6 +76,21 @@ def test_cases_gallery_and_click_through(app, tiny_explained, texts):
     assert "Zone scores" in text
     next(b for b in at.button if "Back" in b.label).click().run()
     assert not at.exception and "case" not in at.query_params
+
+
+def test_cases_maps_follow_the_sidebar_method(app, tiny_explained, texts):
+    """A kept side-by-side selection drew one method's maps under the sidebar method's numbers."""
+    at = app(tiny_explained["db"], "cases")
+    methods = list(at.selectbox(key="f_method").options)
+    assert len(methods) >= 2
+    for method in methods[:2]:
+        at.selectbox(key="f_method").set_value(method).run()
+        assert not at.exception
+        side_by_side = next(m for m in at.multiselect if m.label == "Methods side by side")
+        assert side_by_side.value == [method]
+    other = methods[0]
+    next(m for m in at.multiselect if m.label == "Methods side by side").set_value([other]).run()
+    assert f"({methods[1]})" in texts(at), "numbers of another method than the maps say whose they are"
 
 
 def test_cases_class_without_errors_says_so(app, tiny_explained, texts):

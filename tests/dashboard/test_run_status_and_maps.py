@@ -225,7 +225,7 @@ def test_gallery_with_an_empty_map_says_so(app, tiny_explained, tmp_path, texts)
         for table in ("zone_summaries", "gallery_rows"):  # as write_explanation_batch drops them
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run])
     at = app(db, "cases")
-    at.multiselect(key="cases-methods").set_value(["lrp"]).run()
+    next(m for m in at.multiselect if m.label == "Methods side by side").set_value(["lrp"]).run()
     assert not at.exception
     assert "lrp: no positive relevance" in texts(at)
 
