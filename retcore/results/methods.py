@@ -71,20 +71,30 @@ def localisation_summary(q: Source, run: str, split: str = "test", *, methods: l
 def faithfulness_line(row: pd.Series | dict) -> str:
     """One faithfulness summary row as plain words: "beats random on deletion_morf by 0.012 [0.004,
     0.020]" (the AUC gain over the random map on the test's better side, with its 95% interval),
-    "is worse than random on ..." or "does not beat random on ... (gain -0.001 [...])". Beating and
-    losing follow the stored ``verdict`` (interval and Wilcoxon p < 0.05); a row without one is
-    worse when its interval lies below 0."""
+    "is worse than random on ..." or "does not beat random on ... (gain -0.001 [...])", each with
+    the Wilcoxon p when the row has one, and the reason when the interval alone excludes 0. Beating
+    and losing follow the stored ``verdict`` (interval, Wilcoxon p < 0.05 and a difference of at
+    least 0.001); a row without one is worse when its interval lies below 0."""
     sign = -1.0 if row["better"] == "lower" else 1.0
     gain = sign * float(row["difference"])
     ends = sorted((sign * float(row["difference_low"]), sign * float(row["difference_high"])))
-    interval = f"{gain:+.3f} [{ends[0]:+.3f}, {ends[1]:+.3f}]"
+    p = row.get("wilcoxon_p") if hasattr(row, "get") else None
+    p_text = ""
+    if p is not None and not pd.isna(p):
+        p_text = ", Wilcoxon p <0.001" if float(p) < 0.001 else f", Wilcoxon p {float(p):.3f}"
+    interval = f"{gain:+.3f} [{ends[0]:+.3f}, {ends[1]:+.3f}]{p_text}"
     if bool(row["beats_random"]):
         return f"beats random on {row['test']} by {interval}"
     stored = row.get("verdict") if hasattr(row, "get") else None
     worse = str(stored).startswith("worse") if isinstance(stored, str) else ends[1] < 0
     if worse:  # the stored verdict's rule: the interval on the worse side and Wilcoxon p < 0.05
         return f"is worse than random on {row['test']} ({interval})"
-    return f"does not beat random on {row['test']} (gain {interval})"
+    why = ""
+    if p_text and (ends[0] > 0 or ends[1] < 0):  # the interval alone would decide; the test does not
+        why = ": the interval excludes 0 but the signed-rank test does not reach p < 0.05"
+    elif isinstance(stored, str) and "counted as an effect" in stored:
+        why = ": below the 0.001 counted as an effect"
+    return f"does not beat random on {row['test']} (gain {interval}{why})"
 
 
 def method_costs(faithfulness: pd.DataFrame, sanity: pd.DataFrame) -> pd.DataFrame:

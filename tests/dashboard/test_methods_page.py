@@ -156,3 +156,14 @@ def test_verdict_line_follows_the_stored_verdict():
     assert faithfulness_line(row).startswith("does not beat random on insertion (gain -0.040")
     row["verdict"] = "worse than random on insertion (higher AUC is better): ..."
     assert faithfulness_line(row).startswith("is worse than random on insertion")
+
+
+def test_verdict_line_gives_the_p_value_that_decided():
+    row = {"test": "deletion_morf", "better": "lower", "difference": -0.078, "difference_low": -0.150,
+           "difference_high": -0.020, "beats_random": False, "wilcoxon_p": 0.081,
+           "verdict": "does not beat random on deletion_morf (lower AUC is better): ..."}
+    assert faithfulness_line(row) == ("does not beat random on deletion_morf (gain +0.078 [+0.020, +0.150], "
+                                      "Wilcoxon p 0.081: the interval excludes 0 but the signed-rank test does "
+                                      "not reach p < 0.05)")
+    row.update(beats_random=True, wilcoxon_p=0.0004)
+    assert faithfulness_line(row) == "beats random on deletion_morf by +0.078 [+0.020, +0.150], Wilcoxon p <0.001"
