@@ -24,7 +24,7 @@ from scipy import stats as sps
 
 from retcore.stats import mcnemar
 
-__all__ = ["STUDY_METRICS", "arm_metrics", "paired_tests", "seed_summary"]
+__all__ = ["PROPORTIONS", "STUDY_METRICS", "arm_metrics", "paired_tests", "seed_summary"]
 
 STUDY_METRICS = (
     "accuracy", "shortcut_class_accuracy", "accuracy_with_marker", "accuracy_without_marker",
@@ -32,6 +32,12 @@ STUDY_METRICS = (
     "lesion_relevance_share", "pointing_game", "mass_accuracy",
 )
 """Metric names of ``arm_metrics`` (the ``metric`` column of ``study_results``)."""
+
+PROPORTIONS = frozenset({
+    "accuracy", "shortcut_class_accuracy", "accuracy_with_marker", "accuracy_without_marker",
+    "marker_relevance_share", "marker_area_share", "lesion_relevance_share", "pointing_game", "mass_accuracy",
+})
+"""Metrics that are shares of images or of relevance mass: their seed intervals are clipped to [0, 1]."""
 
 
 def _mean(x: pd.Series) -> tuple[float, int]:
@@ -70,6 +76,9 @@ def arm_metrics(frame: pd.DataFrame, shortcut_class: str) -> dict[str, tuple[flo
 def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Mean and 95% t-interval across seeds per (arm, metric).
 
+    With 2-3 seeds the t-interval is wide and can leave a proportion's range (an accuracy interval
+    of [-0.20, 1.49]); for :data:`PROPORTIONS` it is clipped to [0, 1], the values it can take.
+
     ``results``: columns ``arm, seed, metric, value``. Returns columns
     ``metric, arm, mean, low, high, seeds``.
     """
@@ -81,6 +90,8 @@ def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
         if k > 1:
             half = float(sps.t.ppf(0.975, k - 1) * v.std(ddof=1) / math.sqrt(k))
             low, high = mean - half, mean + half
+            if metric in PROPORTIONS:
+                low, high = max(low, 0.0), min(high, 1.0)
         else:
             low = high = float("nan")
         rows.append({"metric": metric, "arm": arm, "mean": mean, "low": low, "high": high, "seeds": k})

@@ -54,3 +54,12 @@ def test_paired_tests_match_scipy() -> None:
     assert out.loc["marker_mass", "mean_diff"] < 0
     # discordant pairs: baseline right / guided wrong = 1 (image 18), baseline wrong / guided right = 9
     assert out.loc["correct", "p_value"] == pytest.approx(sps.binomtest(1, 10, 0.5).pvalue)
+
+
+def test_seed_interval_of_a_proportion_stays_in_its_range() -> None:
+    res = pd.DataFrame({"arm": "baseline", "seed": [0, 1, 2] * 2,
+                        "metric": ["shortcut_class_accuracy"] * 3 + ["marker_ratio"] * 3,
+                        "value": [0.2, 0.9, 0.85, 0.2, 0.9, 0.85]})
+    s = seed_summary(res).set_index("metric")
+    assert s.loc["shortcut_class_accuracy", "low"] == 0.0 and s.loc["shortcut_class_accuracy", "high"] == 1.0
+    assert s.loc["marker_ratio", "low"] < 0 < 1 < s.loc["marker_ratio", "high"], "a ratio is not clipped"
