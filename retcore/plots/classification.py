@@ -72,7 +72,7 @@ def confusion_matrix_chart(confusion: pd.DataFrame, *, classes: Sequence[str] | 
     frame["label"] = [f"{c}\n{s:.0%}" for c, s in zip(frame["count"], frame["share"])]
     size = cell * len(order)
     base = alt.Chart(frame).encode(
-        x=alt.X("pred_label:N", sort=order, title="Predicted", axis=alt.Axis(labelAngle=-30)),
+        x=alt.X("pred_label:N", sort=order, title="Predicted", axis=alt.Axis(labelAngle=-30, labelOverlap=False)),
         y=alt.Y("true_label:N", sort=order, title="True"),
         tooltip=["true_label:N", "pred_label:N", "count:Q", alt.Tooltip("share:Q", format=".1%")],
     )
@@ -141,7 +141,7 @@ def per_class_metric_chart(metrics: pd.DataFrame, *, metrics_order: Sequence[str
     if "n" in long.columns:
         tooltip.append("n:Q")
     base = alt.Chart(long).encode(
-        x=alt.X("class_name:N", sort=class_order, title=None, axis=alt.Axis(labelAngle=-30)),
+        x=alt.X("class_name:N", sort=class_order, title=None, axis=alt.Axis(labelAngle=-30, labelOverlap=False)),
         xOffset=alt.XOffset("metric:N", sort=metric_order),
         tooltip=tooltip,
     )

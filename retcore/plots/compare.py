@@ -64,7 +64,7 @@ def drift_matrix_chart(frame: pd.DataFrame, *, x: str = "group_a", y: str = "gro
         scale = alt.Scale(scheme=SEQUENTIAL_SCHEME, domainMin=0)
         data["dark"] = data["value"] < 0.45 * hi  # viridis is dark at its low end
     base = alt.Chart(data).encode(
-        x=alt.X("x:N", sort=xs, title=x_title or x.replace("_", " ").capitalize(), axis=alt.Axis(labelAngle=-30)),
+        x=alt.X("x:N", sort=xs, title=x_title or x.replace("_", " ").capitalize(), axis=alt.Axis(labelAngle=-30, labelOverlap=False)),
         y=alt.Y("y:N", sort=ys, title=y_title or y.replace("_", " ").capitalize()),
         tooltip=[alt.Tooltip("x:N", title=x), alt.Tooltip("y:N", title=y),
                  alt.Tooltip("value:Q", title=value, format=".3f"), alt.Tooltip("p:Q", title=p, format=".4f")],

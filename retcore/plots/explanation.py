@@ -159,7 +159,7 @@ def zone_distribution_chart(frame: pd.DataFrame, *, value: str = "score", zone: 
     color = alt.Color("group:N", sort=groups, title=group.replace("_", " ").capitalize())
     if kind == "box":
         main = alt.Chart().mark_boxplot(size=18, extent=1.5, median={"color": "white"}).encode(
-            x=alt.X("group:N", sort=groups, title=None, axis=alt.Axis(labelAngle=-30)),
+            x=alt.X("group:N", sort=groups, title=None, axis=alt.Axis(labelAngle=-30, labelOverlap=False)),
             y=alt.Y("value:Q", title=y_title), color=color)
         rule_enc = {"y": alt.datum(reference)}
         width = max(120, 28 * len(groups))

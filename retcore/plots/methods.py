@@ -37,7 +37,7 @@ def sanity_curves_chart(summary: pd.DataFrame, *, measure: str = "spearman", thr
                     "summary")
     data = summary.assign(threshold=threshold)
     x = alt.X("layer:N", sort=alt.SortField("step"), title="randomised up to / layer",
-              axis=alt.Axis(labelAngle=-40))
+              axis=alt.Axis(labelAngle=-40, labelOverlap=False))
     colour = alt.Color("method:N", title="Method", legend=alt.Legend(orient="bottom"))
     band = alt.Chart().mark_area(opacity=0.18).encode(x=x, y=alt.Y(f"{measure}_low:Q"), y2=f"{measure}_high:Q",
                                                       color=colour)

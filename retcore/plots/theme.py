@@ -60,6 +60,7 @@ def retcore_theme() -> dict[str, Any]:
             "view": {"stroke": None, "continuousWidth": 320, "continuousHeight": 240},
             "axis": {**label, "domainColor": _INK, "tickColor": _INK, "gridColor": _GRID,
                      "labelLimit": 220, "titlePadding": 8},
+            "axisBand": {"labelOverlap": False},  # every class / zone / method name stays labelled
             "legend": {**label, "symbolSize": 80, "labelLimit": 220},
             "header": {"labelFont": FONT, "labelFontSize": 12, "labelColor": _INK,
                        "titleFont": FONT, "titleFontSize": 12, "titleFontWeight": "normal"},

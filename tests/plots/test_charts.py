@@ -235,3 +235,13 @@ def test_specs_are_json_serialisable(predictions, zones):
 def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="count"):
         rp.confusion_matrix_chart(pd.DataFrame({"true_label": ["a"], "pred_label": ["a"]}))
+
+
+def test_every_class_name_is_labelled_on_class_axes():
+    """Vega hid the labels of rotated class names that overlapped (only 'cataract' and 'normal' were shown)."""
+    m = pd.DataFrame({"class_name": CLASSES, "precision": [1, 1, .5, .5], "recall": [1, 1, .4, .6],
+                      "f1": [1, 1, .45, .55]})
+    cm = pd.DataFrame([(a, b, 3) for a in CLASSES for b in CLASSES], columns=["true_label", "pred_label", "count"])
+    for chart in (rp.per_class_metric_chart(m), rp.confusion_matrix_chart(cm)):
+        text = json.dumps(chart.to_dict())
+        assert '"labelOverlap": false' in text
