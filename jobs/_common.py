@@ -160,7 +160,13 @@ def launch_torchrun(job: str, nproc: int, argv: list[str]) -> int:
             kept.append(arg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            "-m", "jobs._rank"]
-    return subprocess.call(cmd, env=dict(os.environ, RETCORE_RANK_ARGV=json.dumps([job, *kept])))
+    proc = subprocess.Popen(cmd, env=dict(os.environ, RETCORE_RANK_ARGV=json.dumps([job, *kept])))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the ranks by itself; SIGTERM is passed on, so they record it
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        raise
 
 
 def job_argv(job: str) -> list[str]:
