@@ -67,21 +67,11 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RetcoreError as exc:
-            _close_progress_bars()
-            typer.secho(f"error: {str(exc).splitlines()[0]}", err=True, fg=typer.colors.RED)
-            log = getattr(exc, "retcore_log_path", None)
-            if log:
-                typer.secho(f"details: {log}", err=True)
-            raise typer.Exit(code=2) from None
+            _fail(str(exc).splitlines()[0], exc)
         except OSError as exc:
             if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
                 raise
-            _close_progress_bars()
-            typer.secho(f"error: {path_error(exc)}", err=True, fg=typer.colors.RED)
-            log = getattr(exc, "retcore_log_path", None)
-            if log:
-                typer.secho(f"details: {log}", err=True)
-            raise typer.Exit(code=2) from None
+            _fail(path_error(exc), exc)
         except KeyboardInterrupt as exc:
             _close_progress_bars()
             log = getattr(exc, "retcore_log_path", None)
@@ -94,6 +84,16 @@ def friendly_errors(fn: F) -> F:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(line: str, exc: BaseException) -> None:
+    """Print ``error: <line>`` (and the run's log, when one was recorded) and exit with code 2."""
+    _close_progress_bars()
+    typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
+    log = getattr(exc, "retcore_log_path", None)
+    if log:
+        typer.secho(f"details: {log}", err=True)
+    raise typer.Exit(code=2) from None
 
 
 def _close_progress_bars() -> None:

@@ -152,22 +152,28 @@ def test_heartbeat_thread_keeps_a_long_step_alive(tmp_path, monkeypatch):
     assert not alive, "the heartbeat thread stops with the run"
 
 
+def _hold_lock(db: Path, seconds: float) -> subprocess.Popen:
+    """Another process that opens ``db`` read-write (waiting while this job's own heartbeat holds it),
+    prints "ready" and keeps the file locked for ``seconds``."""
+    code = textwrap.dedent(f"""
+        import duckdb, time
+        for _ in range(200):  # the job's own heartbeat may hold the file for a moment
+            try:
+                c = duckdb.connect({str(db)!r})
+                break
+            except duckdb.IOException:
+                time.sleep(0.05)
+        print("ready", flush=True)
+        time.sleep({seconds})
+    """)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
 def test_heartbeat_skips_quietly_while_another_process_holds_the_lock(tmp_path, monkeypatch):
     db = tmp_path / "r.duckdb"
     monkeypatch.setattr(runs_mod, "STALE_AFTER_S", 0.8)
     with record_run(db, "finetune", config={}, run_id="held"):
-        code = textwrap.dedent(f"""
-            import duckdb, time
-            for _ in range(200):  # the job's own heartbeat may hold the file for a moment
-                try:
-                    c = duckdb.connect({str(db)!r})
-                    break
-                except duckdb.IOException:
-                    time.sleep(0.05)
-            print("ready", flush=True)
-            time.sleep(1.0)
-        """)
-        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        holder = _hold_lock(db, 1.0)
         try:
             assert holder.stdout.readline().strip() == "ready"
             beat = runs_mod._Heartbeat(db, "held", 0.2)
@@ -185,18 +191,7 @@ def test_progress_is_skipped_not_fatal_while_another_process_holds_the_lock(tmp_
     db = tmp_path / "r.duckdb"
     with record_run(db, "finetune", config={}, run_id="busy") as rec:
         rec.min_interval_s = 0.3
-        code = textwrap.dedent(f"""
-            import duckdb, time
-            for _ in range(200):
-                try:
-                    c = duckdb.connect({str(db)!r})
-                    break
-                except duckdb.IOException:
-                    time.sleep(0.05)
-            print("ready", flush=True)
-            time.sleep(2.0)
-        """)
-        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        holder = _hold_lock(db, 2.0)
         try:
             assert holder.stdout.readline().strip() == "ready"
             start = time.monotonic()
