@@ -122,13 +122,18 @@ def _memory(args: argparse.Namespace, name: str) -> float:
     return float(json.loads(out)["peak_mb"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_setup_options(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`_setup` reads: model, image size, batch, pooling, device."""
     parser.add_argument("--model", default="vit_base")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--pool", default="avg", choices=("avg", "token"))
     parser.add_argument("--device", default="auto")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_setup_options(parser)
     parser.add_argument("--bf16", action="store_true", help="run everything under bf16 autocast")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (medians are reported)")
     parser.add_argument("--methods", default=",".join(list_methods()))

@@ -36,7 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.explain import FORWARD, _run, _setup  # noqa: E402
+from bench.explain import FORWARD, _run, _setup, add_setup_options  # noqa: E402
 from retcore.explain.rules.weights import weight_block  # noqa: E402
 
 
@@ -83,11 +83,7 @@ def _products(layers: list[nn.Linear], rows: int, device: torch.device) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vit_base")
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--pool", default="avg", choices=("avg", "token"))
-    parser.add_argument("--device", default="auto")
+    add_setup_options(parser)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     args.bf16 = False
